@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:  # pragma: no cover - analyze not shipped in this build
         analyze_cli = None
     if analyze_cli is not None:
+        # Registers its subcommands with set_defaults(func=...) taking the parsed args.
         analyze_cli.add_parser(sub)
     return parser
 
@@ -47,10 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from sa_explain.demo import run
 
             return run(json_output=args.json, color=not args.no_color and sys.stdout.isatty())
-        if args.command == "analyze":
-            from sa_explain.analyze import cli as analyze_cli
-
-            return analyze_cli.run(args)
+        func = getattr(args, "func", None)
+        if func is not None:
+            return int(func(args))
         parser.print_help()
         return 2
     except CLIError as exc:
