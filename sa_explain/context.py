@@ -1,8 +1,9 @@
 """Which operation (task, request, script step) is running, so an explanation can name it.
 
-A :class:`contextvars.ContextVar` carries the current operation: it follows threads
-and asyncio tasks without any help, and Celery signals, the WSGI/ASGI middleware and
-:func:`operation` all set it the same way.
+A :class:`contextvars.ContextVar` carries the current operation: asyncio tasks and
+``contextvars.copy_context().run`` (what Starlette's thread pool uses) inherit it; a
+plain new ``threading.Thread`` starts without it. Celery signals, the WSGI/ASGI
+middleware and :func:`operation` all set it the same way.
 
 Two moments matter and they are not the same one:
 

@@ -83,9 +83,11 @@ def _canon(obj: Any, depth: int = 0) -> Any:
     if isinstance(obj, uuid.UUID):
         return {"__uuid__": str(obj)}
     if isinstance(obj, Mapping):
-        items = [(_canon_key(k, depth), _canon(v, depth + 1)) for k, v in obj.items()]
-        items.sort(key=lambda kv: kv[0])
-        return {"__map__": items} if any(not isinstance(k, str) for k in obj) else dict(items)
+        if all(isinstance(k, str) for k in obj):
+            return {k: _canon(v, depth + 1) for k, v in obj.items()}  # sorted when dumped
+        # Mixed keys (1 and "1" both present): encode every key, so none collide.
+        items = [[_dumps(_canon(k, depth + 1)), _canon(v, depth + 1)] for k, v in obj.items()]
+        return {"__map__": sorted(items, key=_dumps)}
     if isinstance(obj, list | tuple):
         return [_canon(v, depth + 1) for v in obj]
     if isinstance(obj, set | frozenset):
@@ -104,10 +106,6 @@ def _canon(obj: Any, depth: int = 0) -> Any:
     except Exception:
         text = "<unrepresentable>"
     return {"__type__": type(obj).__qualname__, "repr": _ADDRESS.sub("", text)}
-
-
-def _canon_key(key: Any, depth: int) -> str:
-    return key if isinstance(key, str) else _dumps(_canon(key, depth + 1))
 
 
 def _dumps(value: Any) -> str:
