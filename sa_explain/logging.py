@@ -59,7 +59,7 @@ def explain_dict(
         return None  # a record logged by explain() itself: never recurse
     token = _inside.set(True)
     try:
-        from sa_explain.explain import explain
+        from sa_explain import explain
 
         explanation = explain(exc, include_params=include_params, probes=probes)
         if explanation is None:

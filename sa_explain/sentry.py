@@ -179,12 +179,29 @@ class SAExplain(Integration):
         return f"SAExplain({self.options!r})"
 
 
+def _active_integration() -> SAExplain | None:
+    """The active client's SAExplain, or None when it has none or the user disabled it.
+
+    ``disabled_integrations`` only stops ``setup_once``: after an earlier ``init()`` in the
+    same process installed SAExplain, a later ``init(integrations=[SAExplain()],
+    disabled_integrations=[SAExplain])`` would still list it, so that option is checked here.
+    """
+    try:
+        client = sentry_sdk.get_client()
+        integration = client.get_integration(SAExplain)
+        if integration is None:
+            return None
+        for disabled in client.options.get("disabled_integrations") or ():
+            if disabled is SAExplain or isinstance(disabled, SAExplain):
+                return None
+        return integration
+    except Exception:
+        return None
+
+
 def _event_processor(event: Event, hint: Hint) -> Event:
     """The global event processor: a no-op unless the active client enabled SAExplain."""
-    try:
-        integration = sentry_sdk.get_client().get_integration(SAExplain)
-    except Exception:
-        return event
+    integration = _active_integration()
     if integration is None:
         return event
     return _process(event, hint, integration.options)
@@ -198,10 +215,7 @@ def before_send(event: Event, hint: Hint) -> Event:
     nothing when its processor already explained the event), else the defaults.
     Returns the event — never None — so it cannot drop anything.
     """
-    try:
-        integration = sentry_sdk.get_client().get_integration(SAExplain)
-    except Exception:
-        integration = None
+    integration = _active_integration()
     options = integration.options if integration is not None else _Options()
     return _process(event, hint, options)
 
@@ -242,7 +256,7 @@ def _changes(event: dict[str, Any], hint: object, options: _Options) -> dict[str
     exc = exception_from_exc_info(hint.get("exc_info"))
     statements_sql: list[dict[str, Any]] = []
     if data is None and exc is not None:
-        from sa_explain.explain import explain
+        from sa_explain import explain
 
         explanation = explain(exc, include_params=allow_params, probes=options.probes)
         if explanation is None:
@@ -296,10 +310,10 @@ def _params_allowed(options: _Options) -> bool:
     opts = getattr(client, "options", None)
     if not isinstance(opts, Mapping):
         return False
-    import sentry_sdk.utils
+    from sentry_sdk import utils as sentry_utils
 
     # data_collection exists from sentry-sdk 2.75 on; before that only send_default_pii.
-    enabled = getattr(sentry_sdk.utils, "has_data_collection_enabled", None)
+    enabled = getattr(sentry_utils, "has_data_collection_enabled", None)
     if callable(enabled) and enabled(dict(opts)):
         collection = opts.get("data_collection")
         return bool(isinstance(collection, Mapping) and collection.get("database_query_data"))
