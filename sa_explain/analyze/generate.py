@@ -158,7 +158,7 @@ class Generator:
         self.incidents = sorted(
             (s, s + 1200.0) for s in (self.rng.uniform(0, self.span - 1200) for _ in range(n_incidents))
         )
-        self._hot_ids = [self.rng.randint(1, 50_000) for _ in range(25)]
+        self._hot_ids = [[self.rng.randint(1, 50_000) for _ in range(25)] for _ in _TABLES]
         self._counter = 0
 
     # -- small random helpers -------------------------------------------------
@@ -176,10 +176,11 @@ class Generator:
     def _in_incident(self, t: float) -> bool:
         return any(a <= t < b for a, b in self.incidents)
 
-    def _identity(self, shape: str) -> list[Any]:
+    def _identity(self, ti: int) -> list[Any]:
         rng = self.rng
+        shape = _TABLES[ti][2]
         hot = rng.random() < 0.35
-        n = rng.choice(self._hot_ids) if hot else rng.randint(1, 200_000)
+        n = self._hot_ids[ti][int(25 * rng.random() ** 3)] if hot else rng.randint(1, 200_000)
         if shape == "int":
             return [n]
         if shape == "uuid":
@@ -226,7 +227,7 @@ class Generator:
         key = self._hex(64)
         name = rng.choice(_TASKS)
         ti = self._pick(self._tables)
-        identity = self._identity(_TABLES[int(ti)][2])
+        identity = self._identity(int(ti))
         first_id = self._hex(128)
         prev_id = first_id
         for _ in range(rng.randint(2, 4)):
@@ -249,7 +250,7 @@ class Generator:
         rng = self.rng
         ctx = self._context(t, kind="celery", name=rng.choice(_TASKS), key=self._hex(64))
         ti = int(self._pick(self._tables))
-        identity = self._identity(_TABLES[ti][2])
+        identity = self._identity(ti)
         for attempt in range(rng.randint(2, 3)):
             t += rng.uniform(1.0, 4.0)
             c = dict(ctx, retries=attempt)
@@ -294,9 +295,9 @@ class Generator:
         """One complete ``sa_explain/1`` dict for ``cause`` at time offset ``t``."""
         rng = self.rng
         ti = int(self._pick(self._tables)) if table_index is None else table_index
-        table, mapper, shape, _ = _TABLES[ti]
+        table, mapper, _, _ = _TABLES[ti]
         if identity is None:
-            identity = self._identity(shape)
+            identity = self._identity(ti)
         cls = mapper.rsplit(".", 1)[1]
         error = "object_deleted"
         operation, site = "refresh", "refresh"
@@ -309,14 +310,15 @@ class Generator:
         identities: list[list[Any]] = [identity]
         confidence = round(rng.uniform(0.8, 0.97), 2)
         evidence: list[str]
-        probe: dict[str, Any] | None = {
+        probe: dict[str, Any] = {
             "ran": True, "skipped": None, "bind": "primary",
             "elapsed_ms": round(rng.uniform(0.5, 6.0), 2), "row": "present", "error": None,
         }
         if cause == "replica_lag":
             if rng.random() < 0.2:
                 site = "session_refresh"
-            bind = _REPLICAS[min(int(rng.random() * 4.4), 3)]
+            x = rng.random()
+            bind = _REPLICAS[0 if x < 0.5 else 1 if x < 0.75 else 2 if x < 0.9 else 3]
             lag: float | None = self._lag(incident)
             err = None
             if rng.random() < 0.07:
@@ -366,7 +368,7 @@ class Generator:
             error, operation, site = "stale_data", "update", "update"
             bind = _MARIA_PRIMARY
             n = rng.randint(2, 6)
-            identities = [self._identity(shape) for _ in range(n)]
+            identities = [self._identity(ti) for _ in range(n)]
             identity = None  # type: ignore[assignment]  # executemany: the failing row is unknown
             rows = {"expected": n, "matched": n - rng.randint(1, n - 1), "executemany": True, "sane_rowcount": True, "sane_multi_rowcount": False}
             probe = {"ran": False, "skipped": "executemany", "bind": "orders-primary", "elapsed_ms": None, "row": None, "error": None}
@@ -382,7 +384,7 @@ class Generator:
         else:  # unknown
             confidence = round(rng.uniform(0.1, 0.4), 2)
             primary_row = "unknown"
-            probe = None
+            probe = {}
             evidence = ["No in-process evidence: the statements that touched the row were not tracked."]
             if rng.random() < 0.4:
                 source, site, bind = "message", "message", None
@@ -435,7 +437,7 @@ class Generator:
             "context": context,
             "twin": None,
             "session": None if source == "message" else {"expire_on_commit": True, "in_flush": error == "stale_data", "in_transaction": True, "binds": [bname]},
-            "probe": probe,
+            "probe": probe or None,
             "params": None,
             "via": None,
             "source": source,

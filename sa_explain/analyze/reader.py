@@ -272,7 +272,7 @@ def first_foreign(src: Source) -> str:
                     obj = json.loads(line)
                 except ValueError:
                     return f"{src.path}:{no}: invalid JSON"
-                rec, schema = find_record(obj)
+                _, schema = find_record(obj)
                 if schema:
                     return f"{src.path}:{no}: schema {schema!r} (this version reads sa_explain/1)"
                 return f"{src.path}:{no}: {_describe(obj)}"
@@ -388,7 +388,8 @@ def _typed_sql(src: Source) -> str:
     path = src.path.replace("'", "''")
     fmt = {"ndjson": "newline_delimited", "array": "array", "document": "unstructured"}[src.format]
     return (
-        "SELECT coalesce(sa_explain, contexts.sa_explain) AS s, \"timestamp\" AS envelope_ts, false AS invalid "
+        "SELECT CASE WHEN sa_explain.schema IS NOT NULL THEN sa_explain ELSE contexts.sa_explain END AS s, "
+        "\"timestamp\" AS envelope_ts, false AS invalid "
         f"FROM read_json('{path}', format = '{fmt}', records = true, "
         f"columns = {{'sa_explain': '{_REC_TYPE}', "
         f"'contexts': 'STRUCT(sa_explain {_REC_TYPE})', 'timestamp': 'VARCHAR'}})"
@@ -422,15 +423,16 @@ def load(
         typed = not skip_invalid
         while True:
             if typed:
-                sql = _typed_sql(src)
+                sql = f"SELECT {_TYPED_COLUMNS}, invalid FROM ({_typed_sql(src)})"
             else:
-                sql = _record_sql("json").replace("__SOURCE__", _source_sql(src, skip_invalid))
+                inner = _record_sql("json").replace("__SOURCE__", _source_sql(src, skip_invalid))
+                sql = f"SELECT {_typed_columns()}, invalid FROM ({inner})"
             try:
                 _run_with_progress(con, f"CREATE OR REPLACE TEMP TABLE staged AS {sql}", report)
                 break
             except duckdb.Error as exc:
                 text = str(exc)
-                if "Malformed JSON" in text or "unexpected" in text.lower() and "transform" not in text:
+                if "Malformed JSON" in text:
                     locate_error(src)
                 if typed:
                     typed = False  # a shape the typed reader refuses: take the generic path
@@ -438,25 +440,23 @@ def load(
                 locate_error(src)
                 raise InputError(f"{src.path}: cannot read as JSON ({text.splitlines()[0]})") from None
         done += src.size
-        schema = "s.schema" if typed else "r[1]"
         row = con.execute(
-            f"SELECT count(*), count({schema}), count(*) FILTER (WHERE invalid), "
-            f"count(*) FILTER (WHERE {schema} LIKE 'sa_explain/%' AND {schema} <> 'sa_explain/1'), "
-            f"count(*) FILTER (WHERE {schema} = 'sa_explain/1') FROM staged"
+            "SELECT count(*), count(*) FILTER (WHERE invalid), "
+            "count(*) FILTER (WHERE schema LIKE 'sa_explain/%' AND schema <> 'sa_explain/1'), "
+            "count(*) FILTER (WHERE schema = 'sa_explain/1') FROM staged"
         ).fetchone()
-        lines, _, invalid, other, ours = (int(x) for x in row)
+        lines, invalid, other, ours = (int(x) for x in row)
         stats.lines += lines
         stats.other_schema += other
         if other:
             for name, n in con.execute(
-                f"SELECT {schema}, count(*) FROM staged WHERE {schema} LIKE 'sa_explain/%' "
-                f"AND {schema} <> 'sa_explain/1' GROUP BY 1"
+                "SELECT schema, count(*) FROM staged WHERE schema LIKE 'sa_explain/%' "
+                "AND schema <> 'sa_explain/1' GROUP BY 1"
             ).fetchall():
                 stats.schemas[str(name)] = stats.schemas.get(str(name), 0) + int(n)
         if ours == 0:
             raise InputError(f"no sa_explain/1 record in the file; first line: {first_foreign(src)}")
-        columns = _TYPED_COLUMNS if typed else _typed_columns()
-        con.execute(f"INSERT INTO events SELECT {columns} FROM staged WHERE {schema} = 'sa_explain/1'")
+        con.execute("INSERT INTO events SELECT * EXCLUDE (invalid) FROM staged WHERE schema = 'sa_explain/1'")
         stats.records += ours
         stats.foreign += lines - ours - other - invalid
         stats.invalid += invalid
