@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 import sentry_sdk
+from sqlalchemy import Column, Integer, String, TypeDecorator
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, declarative_base
 from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 
 from sa_explain.sentry import SAExplain, _event_processor, before_send, clean_value
@@ -380,6 +381,16 @@ def test_logging_exception_carries_the_explanation(
     assert_well_formed(event)
 
 
+class _Marker(logging.Filter):
+    """Runs after ExplainFilter and marks its dict, to prove the context is that dict."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        data = getattr(record, "sa_explain", None)
+        if isinstance(data, dict):
+            data["marker"] = "from-the-log-record"
+        return True
+
+
 def test_logging_filter_result_is_rehomed_from_extra(
     sentry: Callable[..., None], server: SentryServer, engine: Engine
 ) -> None:
@@ -387,21 +398,37 @@ def test_logging_filter_result_is_rehomed_from_extra(
 
     sentry()
     log = logging.getLogger("tests.sentry.filter_path")
-    explain_filter = ExplainFilter()
-    log.addFilter(explain_filter)
+    filters = [ExplainFilter(include_params=True), _Marker()]
+    for f in filters:
+        log.addFilter(f)
     try:
-        with deleted_after_commit(engine) as device:
+        with stale_update(engine, new_name=SECRET) as session:
             try:
-                _ = device.name
-            except ObjectDeletedError:
-                log.exception("device page failed")
+                session.flush()
+            except StaleDataError:
+                log.exception("saving failed")
     finally:
-        log.removeFilter(explain_filter)
+        for f in filters:
+            log.removeFilter(f)
     event = server.wait_for(lambda e: e.get("logger") == "tests.sentry.filter_path")
     ctx = event["contexts"]["sa_explain"]
-    assert ctx["error"] == "object_deleted"
+    assert ctx["marker"] == "from-the-log-record"
+    assert ctx["error"] == "stale_data"
     assert len(ctx) > 10, "the whole dict, not the 10-key databag trim of extra"
     assert "sa_explain" not in event.get("extra", {})
+    # The filter included params; Sentry's PII settings (off) still gate what is sent.
+    assert ctx["params"] is None
+    assert SECRET not in json.dumps([ctx, sa_crumbs(event)])
+
+
+def test_own_loggers_never_become_events(sentry: Callable[..., None], server: SentryServer) -> None:
+    sentry()
+    logging.getLogger("sa_explain.pipeline").error("would recurse if it became an event")
+    logging.getLogger("sa_explain").error("same")
+    logging.getLogger("tests.sentry.after_own").error("marker")
+    server.wait_for(lambda e: e.get("logger") == "tests.sentry.after_own")
+    sentry_sdk.flush(timeout=5)
+    assert not [e for e in server.events if str(e.get("logger", "")).startswith("sa_explain")]
 
 
 def test_structlog_stdlib_path(
@@ -552,6 +579,85 @@ def test_frames_with_odd_locals(
         assert event["exception"]["values"]
         if "sa_explain" in event.get("contexts", {}):
             assert_well_formed(event)
+
+
+class _Key:
+    """A primary-key value that hashes and compares but cannot be printed."""
+
+    def __init__(self, v: int) -> None:
+        self.v = v
+
+    def __hash__(self) -> int:
+        return hash(self.v)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Key) and other.v == self.v
+
+    def __repr__(self) -> str:
+        raise RuntimeError("key repr")
+
+    __str__ = __repr__
+
+
+class _KeyType(TypeDecorator[Any]):
+    impl = Integer
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        return value.v if isinstance(value, _Key) else value
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        return _Key(value)
+
+
+OddBase = declarative_base()
+
+
+class OddEntity(OddBase):  # type: ignore[valid-type,misc]
+    """A mapped class whose instances and keys resist every dunder a tool might call."""
+
+    __tablename__ = "odd_entity"
+    id = Column(_KeyType, primary_key=True)
+    name = Column(String(50))
+
+    def __repr__(self) -> str:
+        raise RuntimeError("entity repr")
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("entity eq")
+
+    __hash__ = object.__hash__
+
+    def __bool__(self) -> bool:
+        raise RuntimeError("entity bool")
+
+
+def test_entity_and_key_that_cannot_be_printed(
+    sentry: Callable[..., None], server: SentryServer, engine: Engine
+) -> None:
+    sentry()
+    OddBase.metadata.create_all(engine)
+    with Session(engine) as s:
+        s.add(OddEntity(id=_Key(7), name="x"))
+        s.commit()
+    session = Session(engine)
+    odd = session.get(OddEntity, _Key(7))
+    session.commit()
+    with Session(engine) as other:
+        other.delete(other.get(OddEntity, _Key(7)))
+        other.commit()
+    try:
+        _ = odd.name
+    except ObjectDeletedError:
+        event = server.event(sentry_sdk.capture_exception())
+    finally:
+        session.close()
+    assert last_exception(event)["type"] == "ObjectDeletedError"
+    ctx = event["contexts"]["sa_explain"]
+    assert ctx["error"] == "object_deleted"
+    assert ctx["table"] == "odd_entity"
+    assert last_exception(event)["value"].startswith("Instance '<OddEntity ")
+    assert_well_formed(event)
 
 
 def test_huge_message(sentry: Callable[..., None], server: SentryServer) -> None:
