@@ -138,6 +138,20 @@ def digest(
     return hashlib.blake2b(data, digest_size=size).hexdigest()
 
 
+def _started(context: Mapping[str, Any], default: float) -> float:
+    """The operation's start: the private ``_started``, else the public ``started_at``."""
+    started = context.get("_started")
+    if isinstance(started, int | float):
+        return float(started)
+    text = context.get("started_at")
+    if isinstance(text, str):
+        try:
+            return _dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    return default
+
+
 def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
@@ -383,11 +397,10 @@ class Detector:
         return str(name), str(key), str(rid)
 
     def _record(self, context: Mapping[str, Any], ended: float | None, outcome: str) -> dict[str, Any]:
-        started = context.get("_started")
         return {
             "id": str(context.get("id")),
             "kind": context.get("kind"),
-            "started": float(started) if isinstance(started, int | float) else time.time(),
+            "started": _started(context, time.time()),
             "ended": ended,
             "outcome": outcome,
             "retries": context.get("retries"),
@@ -437,8 +450,7 @@ class Detector:
         if ident is None:
             return None
         name, key, own_id = ident
-        started_own = context.get("_started")
-        own_start = float(started_own) if isinstance(started_own, int | float) else at
+        own_start = _started(context, at)
         best: tuple[tuple[bool, float], dict[str, Any]] | None = None
         for rec in self.store.get(name, key, min(at, time.time())):
             if str(rec.get("id")) == own_id:

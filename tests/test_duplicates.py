@@ -355,3 +355,16 @@ def test_redis_store_needs_exactly_one_of_url_or_client() -> None:
 def test_stores_satisfy_the_store_protocol() -> None:
     stores: list[Store] = [MemoryStore(), RedisStore("redis://127.0.0.1:1/0")]
     assert all(hasattr(s, "put") and hasattr(s, "get") for s in stores)
+
+
+def test_public_context_without_private_start_still_orders_twins() -> None:
+    # The explainer may pass the schema's context (no ``_started``): started_at is used.
+    det = Detector(MemoryStore())
+    now = time.time()
+    a = ctx("A", now - 0.5)
+    run(det, a)
+    from sa_explain.context import _iso
+
+    b = {"kind": "celery", "name": "pay", "key": "k", "id": "B", "started_at": _iso(now - 1)}
+    twin = det.find_twin(b, now)
+    assert twin is not None and twin["id"] == "A" and twin["overlapped"] is True
