@@ -46,7 +46,7 @@ def _ident(ev: Evidence) -> str:
     f = ev.facts
     name = f.table_name or f.class_name or "row"
     if f.identity is not None:
-        return f"{name} {_safe.identity(f.identity)}"
+        return f"{name} {_safe.identity(f.identity, ev.redact)}"
     if f.identities:
         return f"{name} (one of {len(f.identities)} rows)"
     return name
@@ -130,7 +130,7 @@ def _observe(ev: Evidence, d: Diagnosis) -> None:
         elif p.present and p.absent:
             d.evidence.append(
                 f"On the primary {where}, {len(p.absent)} of {len(p.present) + len(p.absent)} rows are gone: "
-                f"{[_safe.identity(i) for i in p.absent[:5]]} (probe)."
+                f"{[_safe.identity(i, ev.redact) for i in p.absent[:5]]} (probe)."
             )
             d.primary_row = "absent"
         else:

@@ -42,6 +42,7 @@ class Evidence:
     notes: list[str] = field(default_factory=list)
     now: float = 0.0  # perf_counter at explain time
     primary_bind: BindInfo | None = None
+    redact: bool = False  # configure(redact_identity=True): no key values in sentences either
 
 
 def _same_table(stmt_table: str | None, facts: Facts) -> bool:
@@ -53,7 +54,7 @@ def _same_table(stmt_table: str | None, facts: Facts) -> bool:
 
 
 def gather(facts: Facts, cfg: Config, *, probe: bool) -> Evidence:
-    ev = Evidence(facts=facts, now=time.perf_counter())
+    ev = Evidence(facts=facts, now=time.perf_counter(), redact=cfg.redact_identity)
     _statements(ev)
     _bind(ev, cfg)
     _writes(ev)

@@ -190,7 +190,8 @@ def probe_rows(
     result.values = found
     result.present = [i for i in identities if i in found]
     result.absent = [i for i in identities if i not in found]
-    result.row = "present" if result.present and not result.absent else "absent" if not result.present else "present"
+    # In a group, a single missing row is the one that failed the count.
+    result.row = "absent" if result.absent else "present"
     return result
 
 

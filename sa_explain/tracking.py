@@ -30,6 +30,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import sa_explain.config as _config_module
 from sa_explain import _safe
 from sa_explain.backends import Detected, for_system
 from sa_explain.config import get_config
@@ -145,8 +146,9 @@ def bind_info(engine: Any) -> BindInfo:
 
 def _after_cursor_execute(conn: Any, cursor: Any, statement: Any, parameters: Any, context: Any, executemany: bool) -> None:
     ring = _ring.get()
-    if ring is None:
-        ring = deque(maxlen=get_config().track_statements or 1)
+    size = _config_module._config.track_statements
+    if ring is None or ring.maxlen != size:
+        ring = deque(ring or (), maxlen=size)
         _ring.set(ring)
     try:
         rowcount = cursor.rowcount
