@@ -63,8 +63,10 @@ class Recorder(Protocol):
 def current_context() -> dict[str, Any] | None:
     """A copy of the running operation's context, or None outside any operation.
 
-    The copy includes private keys (``_started``: the start as a POSIX time, used by
-    the duplicate detector); :func:`public_context` keeps only the schema's keys.
+    The copy includes private keys (``_started``: the start as a POSIX time; ``_run``:
+    a token unique to this run, so that two deliveries of one task id can be told
+    apart), used by the duplicate detector; :func:`public_context` keeps only the
+    schema's keys.
     """
     ctx = _current.get()
     return dict(ctx) if ctx is not None else None
@@ -107,6 +109,7 @@ def bind_context(values: Mapping[str, Any]) -> object:
         "parent_id": None,
         "started_at": _iso(started),
         "_started": started,
+        "_run": uuid.uuid4().hex,
     }
     ctx.update(values)
     return _current.set(ctx)

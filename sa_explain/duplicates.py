@@ -21,8 +21,13 @@ Rules it keeps, because it runs inside every task and request:
   the number of payloads;
 * it stores digests, never the arguments themselves.
 
-Retries of one Celery task keep its id (see ``docs/celery.md``), so a retry replaces
-its earlier attempt's record and is never its own twin.
+Retries of one Celery task keep its id and bump ``retries`` (see ``docs/celery.md``),
+so an earlier attempt is never its own twin. Celery does not de-duplicate task ids:
+two deliveries of one id with the same ``retries`` (a client reusing a deterministic
+task id, a redelivery) are both executed, and each is the other's twin
+(``same_id: true``). Telling them apart needs the private per-run token ``_run``
+that :func:`sa_explain.context.bind_context` adds; without it every record with the
+same id is skipped.
 """
 
 from __future__ import annotations
@@ -162,11 +167,17 @@ def _iso(ts: float | None) -> str | None:
     )
 
 
+def _slot(record: Mapping[str, Any]) -> str:
+    """Where a record lives in its group: one slot per run (``slot``), else per id."""
+    return str(record.get("slot") or record["id"])
+
+
 class Store(Protocol):
     """Where the detector keeps records; implementations must never raise."""
 
     def put(self, name: str, key: str, record: Mapping[str, Any], expires: float) -> None:
-        """Insert or replace the record ``record["id"]`` of ``(name, key)`` until ``expires``."""
+        """Insert or replace the record in slot ``record["slot"]`` (else ``record["id"]``)
+        of ``(name, key)``, kept until ``expires``."""
         ...
 
     def get(self, name: str, key: str, now: float) -> list[dict[str, Any]]:
@@ -205,7 +216,7 @@ class MemoryStore:
                 group = self._data[(name, key)] = {}
             else:
                 self._data.move_to_end((name, key))
-            group[str(rec["id"])] = rec
+            group[_slot(rec)] = rec
             for rid in [r for r, v in group.items() if v["exp"] < now]:
                 del group[rid]
             while len(group) > self.max_per_key:
@@ -332,7 +343,7 @@ class RedisStore:
             self._script(
                 keys=[h, e],
                 args=[
-                    str(rec["id"]),
+                    _slot(rec),
                     json.dumps(rec, separators=(",", ":"), default=str),
                     int(expires * 1000),
                     int(time.time() * 1000),
@@ -396,9 +407,14 @@ class Detector:
             return None
         return str(name), str(key), str(rid)
 
-    def _record(self, context: Mapping[str, Any], ended: float | None, outcome: str) -> dict[str, Any]:
+    def _record(
+        self, context: Mapping[str, Any], ended: float | None, outcome: str
+    ) -> dict[str, Any]:
+        rid = str(context.get("id"))
+        run = context.get("_run")
         return {
-            "id": str(context.get("id")),
+            "id": rid,
+            "slot": f"{rid}#{run}" if run else rid,
             "kind": context.get("kind"),
             "started": _started(context, time.time()),
             "ended": ended,
@@ -452,8 +468,17 @@ class Detector:
         name, key, own_id = ident
         own_start = _started(context, at)
         best: tuple[tuple[bool, float], dict[str, Any]] | None = None
+        own_run = context.get("_run")
+        own_slot = f"{own_id}#{own_run}" if own_run else own_id
         for rec in self.store.get(name, key, min(at, time.time())):
-            if str(rec.get("id")) == own_id:
+            same_id = str(rec.get("id")) == own_id
+            if same_id and (
+                # this run itself, or (without a run token) anything with this id
+                own_run is None
+                or _slot(rec) == own_slot
+                # another attempt of this task: a retry keeps the id, bumps retries
+                or rec.get("retries") != context.get("retries")
+            ):
                 continue
             started = float(rec["started"])
             ended = rec.get("ended")
@@ -484,4 +509,5 @@ class Detector:
             "kind": rec.get("kind"),
             "retries": rec.get("retries"),
             "host": rec.get("host"),
+            "same_id": str(rec["id"]) == own_id,
         }

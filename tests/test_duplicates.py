@@ -368,3 +368,20 @@ def test_public_context_without_private_start_still_orders_twins() -> None:
     b = {"kind": "celery", "name": "pay", "key": "k", "id": "B", "started_at": _iso(now - 1)}
     twin = det.find_twin(b, now)
     assert twin is not None and twin["id"] == "A" and twin["overlapped"] is True
+
+
+def test_two_deliveries_of_one_task_id_are_twins_but_its_retries_are_not() -> None:
+    # Celery runs a reused task id twice (see test_celery_ids); retries bump ``retries``.
+    det = Detector(MemoryStore())
+    now = time.time()
+    first = ctx("A", now - 1.0, retries=0, _run="r1")
+    run(det, first, "retry")
+    retry = ctx("A", now - 0.5, retries=1, _run="r2")
+    det.record_start(retry)
+    assert det.find_twin(retry, now) is None  # its earlier attempt is not a twin
+    dup = ctx("A", now - 0.4, retries=1, _run="r3")  # the same id delivered again
+    det.record_start(dup)
+    twin = det.find_twin(dup, now)
+    assert twin is not None and twin["id"] == "A" and twin["same_id"] is True
+    assert twin["retries"] == 1 and twin["outcome"] == "running"
+    assert len(det.store.get("pay", "k", now)) == 3  # one slot per run
