@@ -271,7 +271,8 @@ def _changes(event: dict[str, Any], hint: object, options: _Options) -> dict[str
             [dict(s) for s in raw if isinstance(s, Mapping)] if isinstance(raw, list) else []
         )
 
-    context = _context(data, allow_params)
+    full = _capped(data)
+    context = _context(full, allow_params)
     changes: dict[str, Any] = {}
     new_contexts = dict(contexts or {})
     new_contexts["sa_explain"] = context
@@ -282,21 +283,21 @@ def _changes(event: dict[str, Any], hint: object, options: _Options) -> dict[str
         # The logging filter's copy, trimmed by the SDK to 10 keys: the context replaces it.
         changes["extra"] = {k: v for k, v in extra.items() if k != options.record_attribute}
 
-    tags = _tags(context)
+    tags = _tags(full)
     old_tags = event.get("tags")
     if tags and (old_tags is None or isinstance(old_tags, dict)):
         changes["tags"] = {**(old_tags or {}), **tags}
 
     if options.fingerprint and not event.get("fingerprint"):
-        changes["fingerprint"] = _fingerprint(context)
+        changes["fingerprint"] = _fingerprint(full)
 
     if options.strip_address:
-        exception = _exception_values(event.get("exception"), context)
+        exception = _exception_values(event.get("exception"), full)
         if exception is not None:
             changes["exception"] = exception
 
     if options.breadcrumbs and statements_sql:
-        crumbs = _breadcrumbs(event.get("breadcrumbs"), statements_sql, context, allow_params)
+        crumbs = _breadcrumbs(event.get("breadcrumbs"), statements_sql, full, allow_params)
         if crumbs is not None:
             changes["breadcrumbs"] = crumbs
     return changes
@@ -389,9 +390,17 @@ _SHRINK_STEPS: tuple[tuple[str, Any], ...] = (
 )
 
 
-def _context(data: Mapping[str, Any], allow_params: bool) -> dict[str, Any]:
-    """``contexts["sa_explain"]``: the explanation, JSON-safe and under MAX_CONTEXT_BYTES."""
-    ctx = cast("dict[str, Any]", _jsonable(data))
+def _capped(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The explanation JSON-safe and capped per value; statements keep the newest."""
+    statements = data.get("statements")
+    if isinstance(statements, list | tuple) and len(statements) > MAX_LIST:
+        data = {**data, "statements": list(statements)[-MAX_LIST:]}
+    return cast("dict[str, Any]", _jsonable(data))
+
+
+def _context(full: Mapping[str, Any], allow_params: bool) -> dict[str, Any]:
+    """``contexts["sa_explain"]`` from the capped explanation: at most MAX_CONTEXT_BYTES."""
+    ctx = dict(full)
     if not allow_params:
         ctx["params"] = None
     statements = ctx.get("statements")
@@ -417,11 +426,13 @@ def _context(data: Mapping[str, Any], allow_params: bool) -> dict[str, Any]:
         elif isinstance(how, int) and isinstance(value, list):
             ctx[key] = value[-how:] if how and key == "statements" else value[:how]
     if _size(ctx) > MAX_CONTEXT_BYTES:
+        # Still too big (absurd input): keep what identifies the error, each value short.
         keep = ("schema", "error", "exception", "operation", "site", "mapper", "table", "cause")
-        ctx = {k: ctx.get(k) for k in keep}
-        ctx["confidence"] = (
-            data.get("confidence") if isinstance(data.get("confidence"), float | int) else None
-        )
+        ctx = {
+            k: _safe_str(ctx[k], MAX_NAME) if isinstance(ctx.get(k), str) else None for k in keep
+        }
+        confidence = full.get("confidence")
+        ctx["confidence"] = confidence if isinstance(confidence, int | float) else None
         ctx["truncated"] = True
     return ctx
 
@@ -454,7 +465,7 @@ def _tags(ctx: Mapping[str, Any]) -> dict[str, str]:
 
 def _fingerprint(ctx: Mapping[str, Any]) -> list[str]:
     parts = [ctx.get("error"), ctx.get("mapper") or ctx.get("table"), ctx.get("cause")]
-    return ["sa-explain", *(_safe_str(p, MAX_NAME) if p is not None else "unknown" for p in parts)]
+    return ["sa-explain", *(_tag_value(p) or "unknown" for p in parts)]
 
 
 def _identity_text(identity: object) -> str | None:

@@ -713,6 +713,56 @@ def test_odd_hints_and_event_shapes_arrive(
     assert explained["contexts"]["sa_explain"]["error"] == "object_deleted"
 
 
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    __repr__ = __str__
+
+
+def test_oversized_and_odd_precomputed_explanation_is_capped(
+    sentry: Callable[..., None], server: SentryServer, engine: Engine
+) -> None:
+    """Whatever a log record carries, the context stays small, JSON-safe and typeless."""
+    import datetime as dt
+
+    huge: dict[str, Any] = {
+        "schema": "sa_explain/1",
+        "type": "reserved by Sentry",
+        "error": "object_deleted",
+        "exception": "sqlalchemy.orm.exc.ObjectDeletedError",
+        "message": "m" * 50_000,
+        "mapper": "app.Device\nwith newline",
+        "table": "t" * 500,
+        "cause": "row_deleted",
+        "bind": {"role": "replica\n" + "r" * 400},
+        "confidence": float("nan"),
+        "evidence": ["e" * 5000] * 200,
+        "hints": [{"id": str(i), "title": "x" * 900, "detail": "d" * 5000} for i in range(50)],
+        "statements": [
+            {"sql": "SELECT " + "c" * 5000, "verb": "SELECT", "ago_ms": i} for i in range(500)
+        ],
+        "identities": [[i] for i in range(10_000)],
+        "odd": [dt.datetime(2026, 1, 1), {1, 2}, _Unprintable(), b"\x00\xff"],
+        "deep": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": "too deep"}}}}}}}},
+    }
+    sentry()
+    log = logging.getLogger("tests.sentry.oversized")
+    with deleted_after_commit(engine) as device:
+        try:
+            _ = device.name
+        except ObjectDeletedError:
+            log.exception("failed", extra={"sa_explain": huge})
+    event = server.wait_for(lambda e: e.get("logger") == "tests.sentry.oversized")
+    ctx = event["contexts"]["sa_explain"]
+    assert_well_formed(event)
+    assert ctx["error"] == "object_deleted"
+    assert event["tags"]["sa_explain.table"] == "t" * 200
+    assert "\n" not in event["tags"]["sa_explain.bind_role"]
+    assert all(len(p) <= 200 and "\n" not in p for p in event["fingerprint"])
+    assert len(sa_crumbs(event)) <= 20
+
+
 def _dict_with_broken_copy() -> dict[str, Any]:
     class Broken(dict[str, Any]):
         def keys(self) -> Any:
