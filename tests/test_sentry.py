@@ -6,6 +6,7 @@ serialization, ``before_send`` and the gzip envelope), never on an in-process ob
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -210,6 +211,51 @@ def test_wrapped_error_is_explained_and_the_right_entry_rewritten(
     assert values[0]["value"].startswith("Instance '<Device [42]>'")
     assert values[1]["value"] == "could not render device page"
     assert event["contexts"]["sa_explain"]["via"] == "cause"
+
+
+def test_session_refresh_error(
+    sentry: Callable[..., None], server: SentryServer, engine: Engine
+) -> None:
+    """``Session.refresh`` raises InvalidRequestError("Could not refresh instance …")."""
+    from sqlalchemy.exc import InvalidRequestError
+
+    sentry()
+    with deleted_after_commit(engine) as device:
+        session = Session.object_session(device)
+        assert session is not None
+        try:
+            session.refresh(device)
+        except InvalidRequestError:
+            event = server.event(sentry_sdk.capture_exception())
+    ctx = event["contexts"]["sa_explain"]
+    assert ctx["error"] == "object_deleted"
+    assert ctx["site"] == "session_refresh"
+    value = last_exception(event)["value"]
+    assert "0x" not in value
+    assert "'<Device [42]>'" in value
+    assert_well_formed(event)
+
+
+def test_pending_rollback_after_a_swallowed_stale_data_error(
+    sentry: Callable[..., None], server: SentryServer, engine: Engine
+) -> None:
+    """The follow-up PendingRollbackError is not chained to the StaleDataError; still explained."""
+    from sqlalchemy.exc import PendingRollbackError
+
+    sentry()
+    with stale_update(engine) as session:
+        with contextlib.suppress(StaleDataError):  # the application forgets to roll back
+            session.flush()
+        try:
+            session.get(Device, 1)
+        except PendingRollbackError:
+            event = server.event(sentry_sdk.capture_exception())
+    assert last_exception(event)["type"] == "PendingRollbackError"
+    ctx = event["contexts"]["sa_explain"]
+    assert ctx["error"] == "stale_data"
+    assert ctx["via"] == "pending_rollback"
+    assert event["tags"]["sa_explain.error"] == "stale_data"
+    assert_well_formed(event)
 
 
 # --- before_send --------------------------------------------------------------------------
