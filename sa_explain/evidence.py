@@ -53,12 +53,12 @@ def _same_table(stmt_table: str | None, facts: Facts) -> bool:
     return a == b or a.endswith("." + b) or b.endswith("." + a)
 
 
-def gather(facts: Facts, cfg: Config, *, probe: bool) -> Evidence:
+def gather(facts: Facts, cfg: Config, *, probe: bool, context: dict[str, Any] | None = None) -> Evidence:
     ev = Evidence(facts=facts, now=time.perf_counter(), redact=cfg.redact_identity)
     _statements(ev)
     _bind(ev, cfg)
     _writes(ev)
-    ev.context = _context()
+    ev.context = context if context is not None else _context()
     if probe:
         deadline = time.monotonic() + cfg.probe_timeout
         _lag(ev, cfg, deadline)
@@ -129,9 +129,7 @@ def _context() -> dict[str, Any] | None:
         ctx = current_context()
     except Exception:
         return None
-    if not ctx:
-        return None
-    return {k: v for k, v in ctx.items() if not str(k).startswith("_")}
+    return ctx or None  # private keys (_started) stay: the twin finder needs them
 
 
 def probe_engine(ev: Evidence, cfg: Config) -> Engine | None:

@@ -8,12 +8,12 @@ established, with a sentence saying what went wrong.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 from sa_explain import _safe, hints, tracking
 from sa_explain.config import Config, get_config
+from sa_explain.context import context_of
 from sa_explain.diagnosis import Diagnosis, diagnose
 from sa_explain.evidence import Evidence, gather
 from sa_explain.explanation import Explanation
@@ -41,13 +41,19 @@ def explain(
         return None
     cfg = get_config()
     try:
-        return _build(facts, cfg, probes, include_params)
+        context = context_of(exc)
+    except Exception:
+        context = None
+    try:
+        return _build(facts, cfg, probes, include_params, context)
     except Exception as err:  # a later stage failed: still report what the facts say
         return _minimal(facts, cfg, err)
 
 
-def _build(facts: Facts, cfg: Config, probes: bool | None, include_params: bool | None) -> Explanation:
-    ev = gather(facts, cfg, probe=cfg.probes if probes is None else probes)
+def _build(
+    facts: Facts, cfg: Config, probes: bool | None, include_params: bool | None, context: dict[str, Any] | None
+) -> Explanation:
+    ev = gather(facts, cfg, probe=cfg.probes if probes is None else probes, context=context)
     d = diagnose(ev)
     params = cfg.include_params if include_params is None else include_params
     return _assemble(ev, d, cfg, params)
@@ -185,4 +191,3 @@ def _minimal(facts: Facts, cfg: Config, err: Exception) -> Explanation:
 
 
 __all__ = ["explain"]
-_ = time
