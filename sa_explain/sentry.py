@@ -252,7 +252,18 @@ def _changes(event: dict[str, Any], hint: object, options: _Options) -> dict[str
         return None  # already explained (the processor and before_send both installed)
 
     allow_params = _params_allowed(options)
-    data = _precomputed(hint.get("log_record"), options.record_attribute)
+    attribute = options.record_attribute
+    # Already computed where the error was logged: the logging filter's record attribute,
+    # or structlog-sentry's copy of the event dict in contexts["structlog"].
+    data = _precomputed(hint.get("log_record"), attribute)
+    raw_structlog = (contexts or {}).get("structlog")
+    structlog_ctx: dict[str, Any] | None = (
+        raw_structlog
+        if isinstance(raw_structlog, dict) and is_explanation(raw_structlog.get(attribute))
+        else None
+    )
+    if data is None and structlog_ctx is not None:
+        data = dict(structlog_ctx[attribute])
     exc = exception_from_exc_info(hint.get("exc_info"))
     statements_sql: list[dict[str, Any]] = []
     if data is None and exc is not None:
@@ -276,12 +287,15 @@ def _changes(event: dict[str, Any], hint: object, options: _Options) -> dict[str
     changes: dict[str, Any] = {}
     new_contexts = dict(contexts or {})
     new_contexts["sa_explain"] = context
+    if structlog_ctx is not None:
+        # Moved, not copied: that context is untrimmed, a second copy would double the size.
+        new_contexts["structlog"] = {k: v for k, v in structlog_ctx.items() if k != attribute}
     changes["contexts"] = new_contexts
 
     extra = event.get("extra")
-    if isinstance(extra, dict) and options.record_attribute in extra:
+    if isinstance(extra, dict) and attribute in extra:
         # The logging filter's copy, trimmed by the SDK to 10 keys: the context replaces it.
-        changes["extra"] = {k: v for k, v in extra.items() if k != options.record_attribute}
+        changes["extra"] = {k: v for k, v in extra.items() if k != attribute}
 
     tags = _tags(full)
     old_tags = event.get("tags")

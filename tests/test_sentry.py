@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import json
 import logging
 import os
@@ -502,6 +503,67 @@ def test_structlog_stdlib_path(
     event = server.wait_for(lambda e: e.get("logger") == "tests.sentry.structlog_path")
     assert event["contexts"]["sa_explain"]["error"] == "object_deleted"
     assert "sa_explain" not in event.get("extra", {})
+
+
+def test_structlog_sentry_copy_is_moved_not_duplicated(
+    sentry: Callable[..., None], server: SentryServer, engine: Engine
+) -> None:
+    """structlog-sentry sends ``contexts["structlog"]`` = the event dict, with exc_info in the hint.
+
+    Built here as structlog_sentry.SentryProcessor builds it (its ``_get_event_and_hint``),
+    so the test needs no extra package; the real processor is covered below when installed.
+    """
+    sentry()
+    with deleted_after_commit(engine) as device:
+        try:
+            _ = device.name
+        except ObjectDeletedError as exc:
+            from sa_explain.logging import explain_dict
+
+            precomputed = explain_dict(exc, include_params=None, probes=None)
+            assert precomputed is not None
+            precomputed["marker"] = "from-structlog"
+            event_dict = {"event": "failed", "level": "error", "sa_explain": precomputed}
+            event_id = sentry_sdk.capture_event(
+                {"level": "error", "contexts": {"structlog": event_dict}},
+                hint={"exc_info": (type(exc), exc, exc.__traceback__)},
+            )
+    event = server.event(event_id)
+    assert event["contexts"]["sa_explain"]["marker"] == "from-structlog"
+    assert event["contexts"]["structlog"] == {"event": "failed", "level": "error"}
+
+
+def test_structlog_sentry_processor(
+    sentry: Callable[..., None], server: SentryServer, engine: Engine
+) -> None:
+    structlog = pytest.importorskip("structlog")
+    structlog_sentry = pytest.importorskip("structlog_sentry")
+    from sa_explain.structlog import add_orm_explanation
+
+    sentry()
+    structlog.configure(
+        processors=[
+            structlog.stdlib.add_log_level,
+            add_orm_explanation,
+            structlog_sentry.SentryProcessor(event_level=logging.ERROR),
+            structlog.processors.dict_tracebacks,
+            structlog.processors.JSONRenderer(),
+        ],
+        logger_factory=structlog.WriteLoggerFactory(file=io.StringIO()),
+        cache_logger_on_first_use=False,
+    )
+    try:
+        with deleted_after_commit(engine) as device:
+            try:
+                _ = device.name
+            except ObjectDeletedError:
+                structlog.get_logger().exception("failed")
+    finally:
+        structlog.reset_defaults()
+    event = server.wait_for(lambda e: "structlog" in e.get("contexts", {}))
+    assert event["contexts"]["sa_explain"]["error"] == "object_deleted"
+    assert "sa_explain" not in event["contexts"]["structlog"]
+    assert last_exception(event)["value"].startswith("Instance '<Device [42]>'")
 
 
 def test_message_only_log_untouched(sentry: Callable[..., None], server: SentryServer) -> None:
