@@ -130,10 +130,9 @@ def test_postgresql_pack_matches_analyze(logs: dict[str, Path], expected: dict[s
     psycopg = require_module("psycopg")
     with psycopg.connect(url) as conn:  # type: ignore[attr-defined]
         conn.execute("CREATE TEMP TABLE app_log (line jsonb)")
-        with conn.cursor().copy("COPY app_log (line) FROM STDIN") as copy:
-            with logs["jsonlogger"].open() as fh:
-                for line in fh:
-                    copy.write_row((line.rstrip("\n"),))
+        with conn.cursor().copy("COPY app_log (line) FROM STDIN") as copy, logs["jsonlogger"].open() as fh:
+            for line in fh:
+                copy.write_row((line.rstrip("\n"),))
         results = {n: conn.execute(_sql("postgresql", n)).fetchall() for n in NAMES}
     _compare(expected, results)
 
