@@ -84,6 +84,10 @@ start_instance() {
 }
 
 setup_primary() {
+  # Already done? (GRANTs are binlogged: re-running them would make the replica apply
+  # new events, one MASTER_DELAY later, on every start.)
+  [ "$(sql primary -e "SELECT COUNT(*) FROM mysql.user WHERE user IN ('app','repl','plain')")" = 3 ] \
+    && [ -n "$(sql primary -e "SHOW DATABASES LIKE 'appdb'")" ] && return 0
   sql primary <<'SQL'
 CREATE DATABASE IF NOT EXISTS appdb;
 CREATE USER IF NOT EXISTS 'repl'@'127.0.0.1' IDENTIFIED BY 'repl';
@@ -100,7 +104,8 @@ SQL
 
 setup_replica() {
   local have
-  have=$(sql replica -e "SHOW SLAVE STATUS\G" | sed -n 's/^ *SQL_Delay: //p')
+  # (vertical output needs the field names: no -N here)
+  have=$(mariadb --no-defaults -uroot --socket="$(sock replica)" -e "SHOW SLAVE STATUS\G" | sed -n 's/^ *SQL_Delay: //p')
   if [ -n "$have" ]; then
     if [ "$have" != "$DELAY" ]; then
       log "replica: MASTER_DELAY $have -> $DELAY"
