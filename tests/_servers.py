@@ -28,7 +28,7 @@ def require_url(env_name: str) -> str:
     if not url:
         missing(
             f"{env_name} is not set: start the servers with `bash tests/servers/up.sh` "
-            f"and export what it prints (python3 dev.py test does both)"
+            f"and export what it prints, as .ci/run does"
         )
     return url
 

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
-
-import pytest
-
-from sa_explain.cli import main
+import subprocess
+import sys
 
 
-def test_demo_explains_both_incidents(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--json"]) == 0
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+def demo(*args: str) -> str:
+    # A separate process, as a user runs it: the demo initialises sentry-sdk globally.
+    proc = subprocess.run(
+        [sys.executable, "-m", "sa_explain", "demo", *args], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_demo_explains_both_incidents() -> None:
+    lines = [json.loads(line) for line in demo("--json").splitlines() if line.startswith("{")]
     by_incident = {r["incident"]: r for r in lines}
     lag = by_incident["replica_lag"]["explanation"]
     assert lag["error"] == "object_deleted" and lag["cause"] == "replica_lag"
@@ -25,9 +31,8 @@ def test_demo_explains_both_incidents(capsys: pytest.CaptureFixture[str]) -> Non
         assert event["tags"]["sa_explain.cause"] == r["explanation"]["cause"]
 
 
-def test_demo_text_output(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--no-color"]) == 0
-    out = capsys.readouterr().out
+def test_demo_text_output() -> None:
+    out = demo("--no-color")
     assert "What you see today" in out and "What sa-explain says" in out
     assert "replica_lag" in out and "duplicate_submission" in out
     assert "\033[" not in out
