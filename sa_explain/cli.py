@@ -30,13 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print the explanations as JSON lines")
     demo.add_argument("--no-color", action="store_true", help="plain text output")
 
-    try:
-        from sa_explain.analyze import cli as analyze_cli
-    except ImportError:  # pragma: no cover - analyze not shipped in this build
-        analyze_cli = None
-    if analyze_cli is not None:
-        # Registers its subcommands with set_defaults(func=...) taking the parsed args.
-        analyze_cli.add_parser(sub)
+    # analyze/generate register themselves with set_defaults(func=...); importing the
+    # module is cheap (DuckDB is imported only when a command runs).
+    from sa_explain.analyze import cli as analyze_cli
+
+    analyze_cli.add_parser(sub)
     return parser
 
 
