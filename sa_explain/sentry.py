@@ -598,7 +598,11 @@ def _breadcrumbs(
             if isinstance(sql, str) and sql
             else " ".join(_safe_str(p, MAX_NAME) for p in (verb or "SQL", table) if p)
         )
-        data = {k: _jsonable(st[k], 1) for k in _CRUMB_KEYS if k in st and st[k] is not None}
+        # bind and role always (null = not known): "which server ran it" is the point.
+        data = {k: _jsonable(st.get(k), 1) for k in ("bind", "role")}
+        data.update(
+            {k: _jsonable(st[k], 1) for k in _CRUMB_KEYS if st.get(k) is not None and k not in data}
+        )
         if allow_params and st.get("params") is not None:
             data["params"] = _jsonable(st["params"], 1)
         ago = st.get("ago_ms")

@@ -167,6 +167,9 @@ def test_object_deleted_event(
     assert crumbs, "the refresh SELECT was tracked and should be a breadcrumb"
     assert len(crumbs) == len(ctx["statements"])
     assert all(c["type"] == "query" and "bind" in c["data"] for c in crumbs)
+    # The newest statement is the refresh SELECT, on this test's engine.
+    assert crumbs[-1]["message"].upper().startswith("SELECT")
+    assert crumbs[-1]["data"]["bind"] == ctx["bind"]["name"]
     assert any(c["message"].upper().startswith("SELECT") for c in crumbs)
     assert all("sql" not in s for s in ctx["statements"])
 
