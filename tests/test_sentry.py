@@ -197,6 +197,31 @@ def test_stale_data_event(
     assert any(c["message"].upper().startswith("UPDATE") for c in sa_crumbs(event))
 
 
+def test_capture_runs_no_sql_without_probes(
+    sentry: Callable[..., None], server: SentryServer, engine: Engine
+) -> None:
+    """Reading an expired attribute in a processor would re-SELECT (or raise again)."""
+    from sqlalchemy import event as sa_event
+
+    sentry()
+    ran: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        ran.append(statement)
+
+    with deleted_after_commit(engine) as device:
+        try:
+            _ = device.name
+        except ObjectDeletedError:
+            sa_event.listen(engine, "before_cursor_execute", record)
+            try:
+                event_id = sentry_sdk.capture_exception()
+            finally:
+                sa_event.remove(engine, "before_cursor_execute", record)
+    assert server.event(event_id)["contexts"]["sa_explain"]["error"] == "object_deleted"
+    assert ran == []
+
+
 def test_wrapped_error_is_explained_and_the_right_entry_rewritten(
     sentry: Callable[..., None], server: SentryServer, engine: Engine
 ) -> None:
@@ -936,6 +961,14 @@ def test_clean_value() -> None:
         clean_value("UPDATE … 0 were matched.", stale) == "UPDATE … 0 were matched. (<Device [7]>)"
     )
     assert clean_value("no identity <X at 0xff>", {"identity": None}) == "no identity <X>"
+
+
+def test_lazy_package_exports() -> None:
+    import sa_explain
+    import sa_explain.sentry
+
+    assert sa_explain.SAExplain is sa_explain.sentry.SAExplain
+    assert sa_explain.before_send is sa_explain.sentry.before_send
 
 
 def test_integration_options_are_checked() -> None:
