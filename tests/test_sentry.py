@@ -222,6 +222,21 @@ def test_capture_runs_no_sql_without_probes(
     assert ran == []
 
 
+@pytest.mark.parametrize("probes", [None, False])
+def test_probe_option_reaches_explain(
+    sentry: Callable[..., None], server: SentryServer, engine: Engine, probes: bool | None
+) -> None:
+    import sa_explain
+
+    sa_explain.configure(primary=engine, probes=True)
+    sentry(integrations=[SAExplain(probes=probes)])
+    ctx = server.event(capture_object_deleted(engine))["contexts"]["sa_explain"]
+    assert bool((ctx["probe"] or {}).get("ran")) is (probes is None)
+    if probes is None:
+        assert ctx["primary_row"] == "absent"
+        assert ctx["cause"] == "row_deleted"
+
+
 def test_wrapped_error_is_explained_and_the_right_entry_rewritten(
     sentry: Callable[..., None], server: SentryServer, engine: Engine
 ) -> None:
