@@ -347,3 +347,11 @@ def test_without_duckdb_says_how_to_install(tmp_path: Path, capsys: pytest.Captu
     monkeypatch.setitem(sys.modules, "duckdb", None)  # what Python does when the package is absent
     msg = _error(capsys, str(path))
     assert "pip install 'sa-explain[cli]'" in msg
+
+
+def test_bare_records_from_demo_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "demo.jsonl"
+    with path.open("w") as fh:
+        generate.write(fh, 30, 4, "raw")
+    doc = _analyze_json(capsys, path)
+    assert doc["input"]["records"] == 30

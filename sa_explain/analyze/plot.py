@@ -14,7 +14,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from sa_explain.analyze.reports import Report, _plain
+from sa_explain.analyze.reports import Report, plain
 
 PALETTE = {
     "replica_lag": "#4e79a7",
@@ -56,7 +56,7 @@ def _nice_max(value: int) -> tuple[float, float]:
 
 
 def _label(b: datetime) -> str:
-    text = str(_plain(b))
+    text = str(plain(b))
     return text[5:16].replace("T", " ")
 
 

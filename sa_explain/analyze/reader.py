@@ -389,10 +389,12 @@ def _typed_sql(src: Source) -> str:
     fmt = {"ndjson": "newline_delimited", "array": "array", "document": "unstructured"}[src.format]
     return (
         "SELECT CASE WHEN sa_explain.schema IS NOT NULL THEN sa_explain ELSE contexts.sa_explain END AS s, "
-        "\"timestamp\" AS envelope_ts, false AS invalid "
+        "\"timestamp\" AS envelope_ts, false AS invalid, "
+        "coalesce(top_schema LIKE 'sa_explain/%', false) AS bare "
         f"FROM read_json('{path}', format = '{fmt}', records = true, "
         f"columns = {{'sa_explain': '{_REC_TYPE}', "
-        f"'contexts': 'STRUCT(sa_explain {_REC_TYPE})', 'timestamp': 'VARCHAR'}})"
+        f"'contexts': 'STRUCT(sa_explain {_REC_TYPE})', 'timestamp': 'VARCHAR', 'schema': 'VARCHAR'}}) "
+        "AS t(sa_explain, contexts, \"timestamp\", top_schema)"
     )
 
 
@@ -423,13 +425,12 @@ def load(
         typed = not skip_invalid
         while True:
             if typed:
-                sql = f"SELECT {_TYPED_COLUMNS}, invalid FROM ({_typed_sql(src)})"
+                sql = f"SELECT {_TYPED_COLUMNS}, invalid, bare FROM ({_typed_sql(src)})"
             else:
                 inner = _record_sql("json").replace("__SOURCE__", _source_sql(src, skip_invalid))
-                sql = f"SELECT {_typed_columns()}, invalid FROM ({inner})"
+                sql = f"SELECT {_typed_columns()}, invalid, false AS bare FROM ({inner})"
             try:
                 _run_with_progress(con, f"CREATE OR REPLACE TEMP TABLE staged AS {sql}", report)
-                break
             except duckdb.Error as exc:
                 text = str(exc)
                 if "Malformed JSON" in text:
@@ -439,6 +440,10 @@ def load(
                     continue
                 locate_error(src)
                 raise InputError(f"{src.path}: cannot read as JSON ({text.splitlines()[0]})") from None
+            if typed and con.execute("SELECT bool_or(bare) FROM staged").fetchone()[0]:
+                typed = False  # bare records (sa-explain demo --json): only the generic path reads them
+                continue
+            break
         done += src.size
         row = con.execute(
             "SELECT count(*), count(*) FILTER (WHERE invalid), "
@@ -456,7 +461,7 @@ def load(
                 stats.schemas[str(name)] = stats.schemas.get(str(name), 0) + int(n)
         if ours == 0:
             raise InputError(f"no sa_explain/1 record in the file; first line: {first_foreign(src)}")
-        con.execute("INSERT INTO events SELECT * EXCLUDE (invalid) FROM staged WHERE schema = 'sa_explain/1'")
+        con.execute("INSERT INTO events SELECT * EXCLUDE (invalid, bare) FROM staged WHERE schema = 'sa_explain/1'")
         stats.records += ours
         stats.foreign += lines - ours - other - invalid
         stats.invalid += invalid

@@ -13,7 +13,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sa_explain.analyze.reports import Report, _plain
+from sa_explain.analyze.reports import Report, plain
 
 FORMAT_VERSION = "sa_explain_analyze/1"
 
@@ -22,7 +22,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, datetime):
-        return str(_plain(value))[:19].replace("T", " ")
+        return str(plain(value))[:19].replace("T", " ")
     if isinstance(value, float):
         return f"{value:.3f}".rstrip("0").rstrip(".") if abs(value) < 1e6 else f"{value:.0f}"
     if isinstance(value, int):
@@ -96,5 +96,5 @@ def to_csv(report: Report) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(report.columns)
     for row in report.rows:
-        writer.writerow(["" if v is None else _plain(v) for v in row])
+        writer.writerow(["" if v is None else plain(v) for v in row])
     return buf.getvalue()

@@ -84,7 +84,7 @@ class Report:
     note: str = ""
 
     def records(self) -> list[dict[str, Any]]:
-        return [dict(zip(self.columns, (_plain(v) for v in row), strict=True)) for row in self.rows]
+        return [dict(zip(self.columns, (plain(v) for v in row), strict=True)) for row in self.rows]
 
 
 def _iso(value: datetime) -> str:
@@ -93,7 +93,7 @@ def _iso(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """JSON-safe scalars: timestamps as ISO-8601 UTC strings, floats rounded for display."""
     if isinstance(value, datetime):
         return _iso(value)
