@@ -104,7 +104,8 @@ def _bind(ev: Evidence, cfg: Config) -> None:
         engine = facts.engine
         ev.bind_source = "raise site" if facts.operation != "refresh" else "session transaction"
     if engine is not None:
-        ev.bind = tracking.bind_info(engine)
+        detected = ev.failing_statement.detected if ev.failing_statement is not None else None
+        ev.bind = tracking.bind_info(engine, detected)
         if facts.engine is None or ev.bind_source == "tracked statement":
             facts.engine = engine
     primary = cfg.primary_engine()

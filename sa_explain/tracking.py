@@ -47,7 +47,7 @@ _lock = threading.Lock()
 _installed = False
 _ring: ContextVar[deque[tuple[Any, ...]] | None] = ContextVar("sa_explain_statements", default=None)
 _writes: OrderedDict[tuple[str, tuple[Any, ...]], list[WriteRecord]] = OrderedDict()
-_pending: OrderedDict[int, list[WriteRecord]] = OrderedDict()
+_pending: OrderedDict[int, deque[WriteRecord]] = OrderedDict()
 _MAX_PENDING_SESSIONS = 1000
 _engine_seq = 0
 
@@ -58,7 +58,7 @@ _engine_seq = 0
 class EngineInfo:
     """Per-engine bookkeeping, stored on the engine itself (no global registry to leak)."""
 
-    __slots__ = ("__weakref__", "detected", "engine_ref", "label", "seq")
+    __slots__ = ("__weakref__", "detected", "engine_ref", "label", "per_connection", "seq")
 
     def __init__(self, engine: Engine) -> None:
         global _engine_seq
@@ -66,6 +66,7 @@ class EngineInfo:
         self.seq = _engine_seq
         self.engine_ref: weakref.ref[Engine] = weakref.ref(engine)
         self.detected: Detected | None = None
+        self.per_connection = False
         self.label = _default_label(engine)
 
     def engine(self) -> Engine | None:
@@ -100,8 +101,12 @@ def engine_info(engine: Any) -> EngineInfo | None:
         return None
 
 
-def bind_info(engine: Any) -> BindInfo:
-    """Name, role and address of ``engine``: configured role > detected role > unknown."""
+def bind_info(engine: Any, connection_detected: Detected | None = None) -> BindInfo:
+    """Name, role and address of ``engine``: configured role > detected role > unknown.
+
+    ``connection_detected`` (what one proxied connection said: which backend it is
+    balanced to) takes precedence over the engine's last detection for ``server``.
+    """
     cfg = get_config()
     info = engine_info(engine)
     try:
@@ -119,7 +124,7 @@ def bind_info(engine: Any) -> BindInfo:
     role = cfg.configured_role(engine)
     source = "configured" if role else "unknown"
     server = None
-    detected = info.detected if info is not None else None
+    detected = connection_detected or (info.detected if info is not None else None)
     if detected is not None:
         server = detected.server
         if detected.system:
@@ -156,7 +161,13 @@ def _after_cursor_execute(conn: Any, cursor: Any, statement: Any, parameters: An
         rowcount = None
     engine = conn.engine
     info = engine.__dict__.get(_ATTR) or engine_info(engine)
-    ring.append((time.perf_counter(), info, statement, rowcount, executemany))
+    detected = None
+    if info is not None and info.per_connection:
+        try:
+            detected = conn.connection.info.get(_DETECTED_KEY)
+        except Exception:
+            detected = None
+    ring.append((time.perf_counter(), info, statement, rowcount, executemany, detected))
 
 
 def _on_commit(conn: Any) -> None:
@@ -165,7 +176,7 @@ def _on_commit(conn: Any) -> None:
         return
     engine = conn.engine
     info = engine.__dict__.get(_ATTR) or engine_info(engine)
-    ring.append((time.perf_counter(), info, "COMMIT", None, False))
+    ring.append((time.perf_counter(), info, "COMMIT", None, False, None))
 
 
 _VERB = re.compile(r"^\s*(?:/\*.*?\*/\s*)*(\w+)", re.S)
@@ -194,6 +205,7 @@ class Statement:
     table: str | None
     rowcount: int | None
     executemany: bool
+    detected: Detected | None = None  # per-connection detection (proxies only)
 
 
 def recent_statements(limit: int = 64) -> list[Statement]:
@@ -202,10 +214,11 @@ def recent_statements(limit: int = 64) -> list[Statement]:
     if not ring:
         return []
     out = []
-    for at, info, sql, rowcount, executemany in list(ring)[-limit:]:
+    for at, info, sql, rowcount, executemany, detected in list(ring)[-limit:]:
         sql_text = sql if isinstance(sql, str) else _safe.text(sql)
         verb, table = ("COMMIT", None) if sql_text == "COMMIT" else parse_statement(sql_text)
-        out.append(Statement(at, info, sql_text, verb, table, rowcount if isinstance(rowcount, int) else None, bool(executemany)))
+        count = rowcount if isinstance(rowcount, int) else None
+        out.append(Statement(at, info, sql_text, verb, table, count, bool(executemany), detected))
     return out
 
 
@@ -288,8 +301,9 @@ def _record_write(verb: str, mapper: Any, connection: Any, target: Any) -> None:
                 _writes.popitem(last=False)
             if session_key is not None:
                 pend = _pending.get(session_key)
-                if pend is None:
-                    pend = _pending[session_key] = []
+                if pend is None or pend.maxlen != limit:
+                    # bounded per session too: one long transaction must not grow without limit
+                    pend = _pending[session_key] = deque(pend or (), maxlen=limit)
                     while len(_pending) > _MAX_PENDING_SESSIONS:
                         _pending.popitem(last=False)
                 pend.append(record)
@@ -369,8 +383,6 @@ def _detect(conn: Any) -> None:
         if not cfg.detect_roles:
             return
         engine = conn.engine
-        if cfg.configured_role(engine):
-            return
         fairy = conn.connection
         cache = fairy.info
         if _DETECTED_KEY in cache:
@@ -383,6 +395,9 @@ def _detect(conn: Any) -> None:
         info = engine_info(engine)
         if info is not None and detected is not None:
             info.detected = detected
+            if detected.role == "proxy":
+                # a proxy balances per client connection: statements must say which one
+                info.per_connection = True
     except Exception:
         return
 
