@@ -586,8 +586,10 @@ def _breadcrumbs(
     old = (existing or {}).get("values", [])
     if not isinstance(old, list):
         return None
-    # In an event processor crumb timestamps are datetimes; in before_send (serialized) strings.
-    as_string = any(isinstance(c, dict) and isinstance(c.get("timestamp"), str) for c in old)
+    # ISO strings, never datetimes: in before_send the event is already serialized and goes
+    # to json.dumps as is (a datetime there loses the event); in a processor the SDK's
+    # serializer passes strings through. Existing crumbs hold datetimes (processor) or
+    # strings (before_send); the sort below compares both as datetimes.
     base = _parse_time(ctx.get("timestamp"))
     crumbs: list[dict[str, Any]] = []
     for st in statements[-MAX_BREADCRUMBS:]:
@@ -609,7 +611,7 @@ def _breadcrumbs(
         when = base
         if isinstance(ago, int | float) and not isinstance(ago, bool) and math.isfinite(ago):
             when = base - timedelta(milliseconds=max(0.0, float(ago)))
-        stamp: Any = when.isoformat().replace("+00:00", "Z") if as_string else when
+        stamp = when.isoformat().replace("+00:00", "Z")
         crumbs.append(
             {
                 "type": "query",

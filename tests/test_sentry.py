@@ -328,6 +328,17 @@ def test_before_send_path(
     assert_well_formed(event)
 
 
+def test_before_send_on_an_event_without_breadcrumbs(
+    sentry: Callable[..., None], server: SentryServer, engine: Engine
+) -> None:
+    """No stock crumbs to copy the timestamp type from: ours must still be JSON (strings)."""
+    sentry(default_integrations=False, integrations=[], before_send=before_send)
+    event = server.event(capture_object_deleted(engine))
+    crumbs = sa_crumbs(event)
+    assert crumbs and all(isinstance(c["timestamp"], str) for c in crumbs)
+    assert event["contexts"]["sa_explain"]["error"] == "object_deleted"
+
+
 def test_before_send_with_the_integration_does_not_run_twice(
     sentry: Callable[..., None], server: SentryServer, engine: Engine
 ) -> None:
