@@ -273,9 +273,11 @@ class RedisStore:
     last ``window`` seconds plus the running operations.
 
     Redis trouble never reaches the task: every call catches every error, sockets
-    time out after ``socket_timeout`` seconds (50 ms by default, no retries), and after
-    a failure the store is skipped for ``backoff`` seconds. ``stats`` counts what
-    happened, for tests and dashboards.
+    time out after ``socket_timeout`` seconds (50 ms by default, no retries), and the
+    store is then skipped for ``backoff`` seconds: at once when the connection fails,
+    after two timeouts in a row otherwise (one stall on a busy host should not blind
+    the detector for ``backoff`` seconds). ``stats`` counts what happened, for tests
+    and dashboards; ``last_error`` says what went wrong last.
     """
 
     def __init__(
@@ -314,6 +316,7 @@ class RedisStore:
         self.backoff = backoff
         self._script = client.register_script(_PUT_LUA)
         self._down_until = 0.0
+        self._consecutive = 0
         self.stats: dict[str, int] = {"writes": 0, "reads": 0, "errors": 0, "skipped": 0}
         self.last_error: str | None = None
 
@@ -330,8 +333,16 @@ class RedisStore:
 
     def _failed(self, exc: BaseException) -> None:
         self.stats["errors"] += 1
+        self._consecutive += 1
         self.last_error = f"{type(exc).__name__}: {exc}"[:200]
-        self._down_until = time.monotonic() + self.backoff
+        # A refused connection is a down server: back off at once. A timeout may be a
+        # one-off stall (a busy host): back off only when it happens twice in a row.
+        if self._consecutive >= 2 or not isinstance(exc, (TimeoutError, *_timeout_types())):
+            self._down_until = time.monotonic() + self.backoff
+
+    def _ok(self) -> None:
+        self._consecutive = 0
+        self._down_until = 0.0
 
     def put(self, name: str, key: str, record: Mapping[str, Any], expires: float) -> None:
         if not self._available():
@@ -351,7 +362,7 @@ class RedisStore:
                 ],
             )
             self.stats["writes"] += 1
-            self._down_until = 0.0
+            self._ok()
         except Exception as exc:
             self._failed(exc)
 
@@ -362,7 +373,7 @@ class RedisStore:
         try:
             raw = self.client.hgetall(h)
             self.stats["reads"] += 1
-            self._down_until = 0.0
+            self._ok()
         except Exception as exc:
             self._failed(exc)
             return []
@@ -375,6 +386,15 @@ class RedisStore:
             if isinstance(rec, dict) and float(rec.get("exp", 0)) >= now:
                 out.append(rec)
         return out
+
+
+def _timeout_types() -> tuple[type[BaseException], ...]:
+    try:
+        from redis.exceptions import TimeoutError as RedisTimeout
+
+        return (RedisTimeout, socket.timeout)
+    except ImportError:  # pragma: no cover - RedisStore needs redis anyway
+        return (socket.timeout,)
 
 
 _HOST = f"{socket.gethostname()}:{os.getpid()}"
