@@ -211,6 +211,8 @@ def before_send(event: Event, hint: Hint) -> Event:
     """A ``before_send`` hook doing what :class:`SAExplain` does, for before_send users.
 
     Chain it with your own: ``return my_hook(sa_explain.before_send(event, hint), hint)``.
+    Call :func:`sa_explain.install` (or ``configure``) at start-up: without the integration
+    nothing else installs statement tracking.
     Uses the options of the installed :class:`SAExplain` if there is one (and does
     nothing when its processor already explained the event), else the defaults.
     Returns the event — never None — so it cannot drop anything.

@@ -332,7 +332,12 @@ def test_before_send_on_an_event_without_breadcrumbs(
     sentry: Callable[..., None], server: SentryServer, engine: Engine
 ) -> None:
     """No stock crumbs to copy the timestamp type from: ours must still be JSON (strings)."""
+    import sa_explain
+
+    sa_explain.install()  # what SAExplain.setup_once does; before_send users call it
     sentry(default_integrations=False, integrations=[], before_send=before_send)
+    sentry_sdk.get_isolation_scope().clear_breadcrumbs()
+    sentry_sdk.get_current_scope().clear_breadcrumbs()
     event = server.event(capture_object_deleted(engine))
     crumbs = sa_crumbs(event)
     assert crumbs and all(isinstance(c["timestamp"], str) for c in crumbs)
