@@ -25,10 +25,9 @@ def text(value: object, limit: int = MAX_TEXT) -> str:
     try:
         s = value if isinstance(value, str) else str(value)
     except Exception:
-        try:
-            s = object.__repr__(value)
-        except Exception:  # pragma: no cover - object.__repr__ cannot really fail
-            s = "<unprintable>"
+        # Not object.__repr__: its memory address would change every run and split
+        # groups keyed on the text.
+        s = f"<unprintable {type(value).__name__}>"
     if len(s) > limit:
         s = s[: max(0, limit - 1)] + "…"
     return s
@@ -61,7 +60,12 @@ def scalar(value: object) -> Any:
         return raw.hex() + ("…" if len(value) > 64 else "")
     if isinstance(value, tuple | list):
         return [scalar(v) for v in list(value)[:MAX_ITEMS]]
-    return text(value, MAX_NAME)
+    return _address_free(text(value, MAX_NAME))
+
+
+def _address_free(s: str) -> str:
+    """A default ``object.__str__`` ends in ``at 0x…``: keep only the class part."""
+    return strip_address(s)
 
 
 def identity(values: object, redact: bool = False) -> list[Any] | None:

@@ -73,7 +73,16 @@ def _statements(ev: Evidence) -> None:
         recent = tracking.recent_statements()
     except Exception:
         return
-    relevant = [s for s in recent if s.verb == "COMMIT" or _same_table(s.table, facts)]
+    # Only statements on engines that belong to this error: the failing engine, the
+    # session's, and the configured ones. The same table name in another database
+    # (a tenant, a shard, another test) is not evidence.
+    known = {id(e) for e in (facts.engine, *facts.session_engines, *_configured_engines()) if e is not None}
+
+    def ours(s: tracking.Statement) -> bool:
+        engine = s.info.engine() if s.info is not None else None
+        return engine is not None and (not known or id(engine) in known)
+
+    relevant = [s for s in recent if ours(s) and (s.verb == "COMMIT" or _same_table(s.table, facts))]
     ev.statements = relevant[-20:]
     verb = {"refresh": "SELECT", "update": "UPDATE", "delete": "DELETE"}.get(facts.operation)
     for s in reversed(relevant):
@@ -92,6 +101,14 @@ def _statements(ev: Evidence) -> None:
             if commit is not None and commit.info is s.info:
                 ev.last_commit_after_write = commit
             break
+
+
+def _configured_engines() -> list[Any]:
+    from sa_explain.config import get_config
+
+    cfg = get_config()
+    refs = [cfg.primary, *cfg.replicas, *cfg.proxies]
+    return [e for e in (r() for r in refs if r is not None) if e is not None]
 
 
 def _bind(ev: Evidence, cfg: Config) -> None:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 MAX_CHAIN = 32
 MAX_FRAMES = 400
 MAX_RECORDS = 20
+MAX_MESSAGE = 100_000  # parsed in full; only the explanation's copy is capped
 
 # (file under sqlalchemy/orm/, co_name) -> site. Qualnames differ across versions (2.1
 # prefixes classes with "_"), co_names only where listed, so match on these two.
@@ -164,10 +165,10 @@ def _message(exc: BaseException) -> str:
     try:
         args = exc.args
         if args and isinstance(args[0], str):
-            return _safe.text(args[0], 4000)
+            return _safe.text(args[0], MAX_MESSAGE)
     except Exception:
         pass
-    return _safe.text(exc, 4000)
+    return _safe.text(exc, MAX_MESSAGE)
 
 
 def classify(exc: BaseException) -> str | None:

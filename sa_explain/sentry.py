@@ -79,6 +79,7 @@ class _Options:
     include_params: bool | None = None
     probes: bool | None = None
     record_attribute: str = DEFAULT_ATTRIBUTE
+    query_tags: bool = False
 
 
 class SAExplain(Integration):
@@ -97,6 +98,9 @@ class SAExplain(Integration):
       ``data_collection``, else ``send_default_pii``.
     * ``probes`` — allow the primary-row probe (None follows
       :func:`sa_explain.configure`).
+    * ``query_tags`` — also tag ``sa_explain.identity``, ``sa_explain.context_key`` and
+      ``sa_explain.context_id`` (high-cardinality; what the Sentry queries of
+      docs/queries/sentry filter on). Off by default.
     * ``record_attribute`` — the LogRecord attribute :class:`sa_explain.logging.ExplainFilter`
       sets; an explanation found there is moved from ``extra`` into the contexts.
     """
@@ -112,11 +116,13 @@ class SAExplain(Integration):
         include_params: bool | None = None,
         probes: bool | None = None,
         record_attribute: str = DEFAULT_ATTRIBUTE,
+        query_tags: bool = False,
     ) -> None:
         flags: tuple[tuple[str, object], ...] = (
             ("fingerprint", fingerprint),
             ("strip_address", strip_address),
             ("breadcrumbs", breadcrumbs),
+            ("query_tags", query_tags),
         )
         for name, value in flags:
             if not isinstance(value, bool):
@@ -137,6 +143,7 @@ class SAExplain(Integration):
             include_params=include_params,
             probes=probes,
             record_attribute=record_attribute,
+            query_tags=query_tags,
         )
 
     @staticmethod
@@ -299,7 +306,7 @@ def _changes(event: dict[str, Any], hint: object, options: _Options) -> dict[str
         # The logging filter's copy, trimmed by the SDK to 10 keys: the context replaces it.
         changes["extra"] = {k: v for k, v in extra.items() if k != attribute}
 
-    tags = _tags(full)
+    tags = _tags(full, options.query_tags)
     old_tags = event.get("tags")
     if tags and (old_tags is None or isinstance(old_tags, dict)):
         changes["tags"] = {**(old_tags or {}), **tags}
@@ -463,14 +470,38 @@ def _tag_value(value: object) -> str | None:
     return text[:MAX_TAG_VALUE] or None
 
 
-def _tags(ctx: Mapping[str, Any]) -> dict[str, str]:
+def _lag_bucket(ctx: Mapping[str, Any]) -> str | None:
+    replica = ctx.get("replica")
+    lag = replica.get("lag_seconds") if isinstance(replica, Mapping) else None
+    if not isinstance(lag, int | float) or isinstance(lag, bool):
+        return None
+    return "<1s" if lag < 1 else "1-5s" if lag < 5 else "5-30s" if lag < 30 else ">30s"
+
+
+def _tags(ctx: Mapping[str, Any], query_tags: bool = False) -> dict[str, str]:
+    """Low-cardinality tags always; identity and operation ids only with ``query_tags``.
+
+    Sentry's issue search and Discover filter on tags, not on contexts, so the query
+    pack (docs/queries/sentry) needs the identity and the payload digest as tags; they
+    are high-cardinality values, hence opt-in.
+    """
     bind = ctx.get("bind")
-    candidates = {
+    candidates: dict[str, object] = {
         "sa_explain.error": ctx.get("error"),
         "sa_explain.cause": ctx.get("cause"),
         "sa_explain.table": ctx.get("table"),
         "sa_explain.bind_role": bind.get("role") if isinstance(bind, Mapping) else None,
+        "sa_explain.bind_name": bind.get("name") if isinstance(bind, Mapping) else None,
+        "sa_explain.lag_bucket": _lag_bucket(ctx),
     }
+    if query_tags:
+        context = ctx.get("context")
+        identity = ctx.get("identity")
+        candidates["sa_explain.identity"] = (
+            json.dumps(identity, separators=(",", ":"), default=str) if isinstance(identity, list) else None
+        )
+        candidates["sa_explain.context_key"] = context.get("key") if isinstance(context, Mapping) else None
+        candidates["sa_explain.context_id"] = context.get("id") if isinstance(context, Mapping) else None
     out: dict[str, str] = {}
     for key, raw in candidates.items():
         value = _tag_value(raw)

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, declarative_base
 from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 
+import sa_explain
 from sa_explain.sentry import SAExplain, _event_processor, before_send, clean_value
 from tests.orm_errors import (
     Device,
@@ -1053,3 +1054,24 @@ def test_importing_sa_explain_does_not_import_sentry_sdk() -> None:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def test_query_tags_are_opt_in(
+    sentry: Callable[..., None], server: SentryServer, engine: Engine, tmp_path: Path
+) -> None:
+    """The Sentry queries of docs/queries/sentry filter on tags; identity tags need query_tags=True."""
+    sentry()
+    event = server.event(capture_object_deleted(engine))
+    tags = event["tags"]
+    assert tags["sa_explain.bind_name"] == event["contexts"]["sa_explain"]["bind"]["name"]
+    assert "sa_explain.identity" not in tags and "sa_explain.context_key" not in tags
+    sentry(integrations=[SAExplain(query_tags=True)])
+    (tmp_path / "second").mkdir()
+    second = make_engine(tmp_path / "second")
+    with sa_explain.operation("update_device", key="k" * 32, id="req-1"):
+        event = server.event(capture_object_deleted(second))
+    second.dispose()
+    tags = event["tags"]
+    assert tags["sa_explain.identity"] == "[42]"
+    assert tags["sa_explain.context_key"] == "k" * 32 and tags["sa_explain.context_id"] == "req-1"
+    assert all(len(k) <= 32 and len(v) <= 200 for k, v in tags.items())
