@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, cast
 import sentry_sdk
 from sentry_sdk.integrations import DidNotEnable, Integration
 
+from sa_explain import _safe
 from sa_explain.logging import DEFAULT_ATTRIBUTE, exception_from_exc_info, is_explanation
 
 if TYPE_CHECKING:
@@ -359,14 +360,7 @@ def _precomputed(record: object, attribute: str) -> dict[str, Any] | None:
 
 
 def _safe_str(value: object, limit: int = MAX_STRING) -> str:
-    try:
-        text = value if isinstance(value, str) else str(value)
-    except Exception:
-        try:
-            text = object.__repr__(value)
-        except Exception:
-            text = "<unprintable>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return _safe.text(value, limit)  # never raises, no memory address, capped
 
 
 def _jsonable(value: Any, depth: int = 0) -> Any:
