@@ -176,6 +176,10 @@ def _probe(ev: Evidence, cfg: Config, deadline: float) -> None:
     if facts.table is None:
         ev.probe = probes.ProbeResult(skipped="the table is not known (no traceback frames)")
         return
+    if engine is not None and time.monotonic() >= deadline:
+        spent = f"the probe budget ({cfg.probe_timeout * 1000:.0f} ms) was spent reading replica lag"
+        ev.probe = probes.ProbeResult(bind=name, skipped=spent)
+        return
     extra: list[str] = []
     if facts.version_column:
         extra.append(facts.version_column)
