@@ -376,6 +376,15 @@ def _set_engine(facts: Facts, engine: Any) -> None:
         pass
 
 
+def _set_result(facts: Facts, result: Any) -> None:
+    """executemany and the SQL text of the (last) CursorResult of the statement group."""
+    if result is None:
+        return
+    with contextlib.suppress(Exception):
+        facts.executemany = bool(result.context.executemany)
+        facts.sql = _safe.text(result.context.statement, 2000)
+
+
 def _set_session(facts: Facts, session: Any) -> None:
     try:
         from sqlalchemy.orm import Session
@@ -466,12 +475,7 @@ def _read_update(facts: Facts, local: dict[str, Any], frame: FrameType) -> None:
         facts.matched = rows
     facts.bulk = local.get("uowtransaction", True) is None
     _set_connection(facts, local.get("connection"))
-    c = local.get("c")
-    try:
-        facts.executemany = bool(c.context.executemany) if c is not None else None
-        facts.sql = _safe.text(c.context.statement, 2000) if c is not None else None
-    except Exception:
-        pass
+    _set_result(facts, local.get("c"))
     vcol = _version_column(facts)
     for rec in records:
         try:
@@ -503,12 +507,7 @@ def _read_delete(facts: Facts, local: dict[str, Any], frame: FrameType) -> None:
     facts.expected = expected if isinstance(expected, int) else None
     facts.matched = matched if isinstance(matched, int) else None
     _set_connection(facts, local.get("connection"))
-    c = local.get("c")
-    try:
-        facts.executemany = bool(c.context.executemany) if c is not None else None
-        facts.sql = _safe.text(c.context.statement, 2000) if c is not None else None
-    except Exception:
-        pass
+    _set_result(facts, local.get("c"))
     vcol = _version_column(facts)
     objs = local.get("del_objects")
     for params in list(objs)[:MAX_RECORDS] if isinstance(objs, list | tuple) else []:

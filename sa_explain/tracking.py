@@ -414,28 +414,34 @@ def _engine_connect_14(conn: Any, branch: bool) -> None:
 # --------------------------------------------------------------------------- install
 
 
+def _listeners() -> list[tuple[Any, str, Any]]:
+    import sqlalchemy
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Mapper, Session
+
+    legacy = sqlalchemy.__version__.startswith("1.")
+    return [
+        (Engine, "after_cursor_execute", _after_cursor_execute),
+        (Engine, "commit", _on_commit),
+        (Engine, "engine_connect", _engine_connect_14 if legacy else _engine_connect_2x),
+        (Mapper, "after_insert", _after_insert),
+        (Mapper, "after_update", _after_update),
+        (Mapper, "after_delete", _after_delete),
+        (Session, "after_commit", _after_commit),
+        (Session, "after_rollback", _after_rollback),
+    ]
+
+
 def install() -> None:
     """Register the listeners on every Engine, Mapper and Session (idempotent)."""
     global _installed
     with _lock:
         if _installed:
             return
-        import sqlalchemy
         from sqlalchemy import event
-        from sqlalchemy.engine import Engine
-        from sqlalchemy.orm import Mapper, Session
 
-        event.listen(Engine, "after_cursor_execute", _after_cursor_execute)
-        event.listen(Engine, "commit", _on_commit)
-        if sqlalchemy.__version__.startswith("1."):
-            event.listen(Engine, "engine_connect", _engine_connect_14)
-        else:
-            event.listen(Engine, "engine_connect", _engine_connect_2x)
-        event.listen(Mapper, "after_insert", _after_insert)
-        event.listen(Mapper, "after_update", _after_update)
-        event.listen(Mapper, "after_delete", _after_delete)
-        event.listen(Session, "after_commit", _after_commit)
-        event.listen(Session, "after_rollback", _after_rollback)
+        for target, name, fn in _listeners():
+            event.listen(target, name, fn)
         _installed = True
 
 
@@ -445,22 +451,10 @@ def uninstall() -> None:
     with _lock:
         if not _installed:
             return
-        import sqlalchemy
         from sqlalchemy import event
-        from sqlalchemy.engine import Engine
-        from sqlalchemy.orm import Mapper, Session
 
-        event.remove(Engine, "after_cursor_execute", _after_cursor_execute)
-        event.remove(Engine, "commit", _on_commit)
-        if sqlalchemy.__version__.startswith("1."):
-            event.remove(Engine, "engine_connect", _engine_connect_14)
-        else:
-            event.remove(Engine, "engine_connect", _engine_connect_2x)
-        event.remove(Mapper, "after_insert", _after_insert)
-        event.remove(Mapper, "after_update", _after_update)
-        event.remove(Mapper, "after_delete", _after_delete)
-        event.remove(Session, "after_commit", _after_commit)
-        event.remove(Session, "after_rollback", _after_rollback)
+        for target, name, fn in _listeners():
+            event.remove(target, name, fn)
         _installed = False
 
 

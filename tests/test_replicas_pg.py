@@ -327,3 +327,27 @@ def test_stale_data_on_postgresql_asyncpg(pg: tuple[Engine, Engine]) -> None:
 
 def test_tables_exist_for_the_models() -> None:
     assert {"sae_widget", "sae_vdoc"} <= set(Base.metadata.tables)
+
+
+def test_probe_is_skipped_when_lag_spent_the_budget(pg: tuple[Engine, Engine]) -> None:
+    primary, standby = pg
+    wait_pg_replayed(primary, standby)
+    budget = 0.005  # lag readings open fresh backend connections: several ms
+    sa_explain.configure(primary=primary, replicas=[standby], probe_rate=1000, probe_timeout=budget)
+    session = routing_session(primary, standby)
+    widget = Widget(name="budget")
+    session.add(widget)
+    session.commit()
+    with pytest.raises(ObjectDeletedError) as info:
+        _ = widget.name
+    started = time.perf_counter()
+    explanation = sa_explain.explain(info.value)
+    elapsed = time.perf_counter() - started
+    session.close()
+    assert explanation is not None
+    d = explanation.to_dict()
+    assert elapsed < budget + 0.05, f"explain() took {elapsed * 1000:.1f} ms for a {budget * 1000:.0f} ms budget"
+    assert d["probe"]["ran"] is False and "budget" in d["probe"]["skipped"], d["probe"]
+    assert any("budget" in e for e in d["evidence"]), d["evidence"]
+    assert d["replica"]["error"], d["replica"]  # the lag reading itself was cut off
+    assert d["cause"] == "replica_lag"  # still: the refresh read a replica

@@ -23,10 +23,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sa_explain.backends import remaining
+from sa_explain.backends import Backend, remaining
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import URL
+    from sqlalchemy.engine import URL, Engine
 
 T = TypeVar("T")
 MAX_IN_FLIGHT = 4
@@ -292,3 +292,26 @@ def mysql_connect(url: URL, deadline: float) -> DirectConnection:
         connect_timeout=t, read_timeout=t, write_timeout=t, autocommit=True, **common
     )
     return DirectConnection(raw, url, node)
+
+
+class DirectLagBackend(Backend):
+    """A backend that reads lag on its own short-lived connections (see module docstring).
+
+    Subclasses implement ``_measure(replica, primary, deadline)``; this runs it on a
+    bounded thread, so the deadline holds even when a driver cannot time out a connect.
+    """
+
+    def measure_lag(self, replica: Engine, primary: Engine | None, deadline: float) -> dict[str, Any] | None:
+        started = time.perf_counter()
+        try:
+            ok, value, err = run_bounded(lambda: self._measure(replica, primary, deadline), deadline)
+        except Exception as exc:  # pragma: no cover - run_bounded does not raise
+            ok, value, err = False, None, describe(exc)
+        out = value if ok and value is not None else empty_reading()
+        if not ok:
+            out["error"] = err
+        out["elapsed_ms"] = ms_since(started)
+        return out
+
+    def _measure(self, replica: Engine, primary: Engine | None, deadline: float) -> dict[str, Any]:
+        raise NotImplementedError

@@ -35,18 +35,16 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from sa_explain.backends import Backend, Detected, register
+from sa_explain.backends import Detected, register
 from sa_explain.backends._direct import (
     DirectConnection,
+    DirectLagBackend,
     describe,
     empty_reading,
-    ms_since,
     mysql_connect,
-    run_bounded,
 )
 
 if TYPE_CHECKING:
@@ -153,7 +151,7 @@ def _hook_pool(pool: Pool) -> None:
         _hooked.add(pool)
 
 
-class MySQLBackend(Backend):
+class MySQLBackend(DirectLagBackend):
     """MySQL 8 and MariaDB (10.5+; older MariaDB works minus the privilege names)."""
 
     systems = ("mysql", "mariadb")
@@ -235,21 +233,7 @@ class MySQLBackend(Backend):
         return ""
 
     # ------------------------------------------------------------------ lag
-    def measure_lag(
-        self, replica: Engine, primary: Engine | None, deadline: float
-    ) -> dict[str, Any] | None:
-        started = time.perf_counter()
-        try:
-            ok, value, err = run_bounded(
-                lambda: self._measure(replica, primary, deadline), deadline
-            )
-        except Exception as exc:  # pragma: no cover - run_bounded does not raise
-            ok, value, err = False, None, describe(exc)
-        out = value if ok and value is not None else empty_reading()
-        if not ok:
-            out["error"] = err
-        out["elapsed_ms"] = ms_since(started)
-        return out
+    # measure_lag() comes from DirectLagBackend: _measure() on a bounded thread.
 
     def _measure(self, replica: Engine, primary: Engine | None, deadline: float) -> dict[str, Any]:
         try:

@@ -38,16 +38,14 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
-from sa_explain.backends import Backend, Detected, register, remaining
+from sa_explain.backends import Detected, register, remaining
 from sa_explain.backends._direct import (
+    DirectLagBackend,
     describe,
     empty_reading,
-    ms_since,
     pg_connect,
-    run_bounded,
 )
 
 if TYPE_CHECKING:
@@ -279,7 +277,7 @@ def _node_name(node: dict[str, Any]) -> str:
     return f"{node.get('address')}:{node.get('port')}"
 
 
-class PostgreSQLBackend(Backend):
+class PostgreSQLBackend(DirectLagBackend):
     """PostgreSQL streaming replication, directly or through pgpool-II."""
 
     systems = ("postgresql",)
@@ -399,21 +397,7 @@ class PostgreSQLBackend(Backend):
             return ""
 
     # ------------------------------------------------------------------ lag
-    def measure_lag(
-        self, replica: Engine, primary: Engine | None, deadline: float
-    ) -> dict[str, Any] | None:
-        started = time.perf_counter()
-        try:
-            ok, value, err = run_bounded(
-                lambda: self._measure(replica, primary, deadline), deadline
-            )
-        except Exception as exc:  # pragma: no cover - run_bounded does not raise
-            ok, value, err = False, None, describe(exc)
-        out = value if ok and value is not None else empty_reading()
-        if not ok:
-            out["error"] = err
-        out["elapsed_ms"] = ms_since(started)
-        return out
+    # measure_lag() comes from DirectLagBackend: _measure() on a bounded thread.
 
     def _measure(self, replica: Engine, primary: Engine | None, deadline: float) -> dict[str, Any]:
         url = replica.url
