@@ -420,8 +420,8 @@ def test_write_log_is_bounded_across_many_identities(sqlite_engine: sa.engine.En
     assert not tracking._pending  # every session committed
 
 
-def test_known_bug_pending_write_log_unbounded_in_one_long_transaction(sqlite_engine: sa.engine.Engine) -> None:
-    """A batch job that flushes many rows in ONE transaction grows ``tracking._pending`` without limit.
+def test_pending_write_log_bounded_in_one_long_transaction(sqlite_engine: sa.engine.Engine) -> None:
+    """Regression (found here, fixed in 8761494): one long transaction must not grow ``_pending`` without limit.
 
     ``_record_write`` caps ``_writes`` at ``track_writes`` identities and ``_pending`` at
     1000 *sessions*, but the list per session has no cap: every WriteRecord of an
