@@ -23,7 +23,7 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 def text(value: object, limit: int = MAX_TEXT) -> str:
     """``str(value)`` capped at ``limit`` characters; never raises (``__str__`` may)."""
     try:
-        s = value if isinstance(value, str) else str(value)
+        s = value if type(value) is str else str(value)  # plain str, not a subclass (quoted_name)
     except Exception:
         # Not object.__repr__: its memory address would change every run and split
         # groups keyed on the text.

@@ -43,7 +43,7 @@ class Config:
     include_params: bool = False
     redact_identity: bool = False
     track_statements: int = 64
-    track_writes: int = 10_000
+    track_writes: int = 4096
     duplicates: TwinFinder | None = None
 
     def primary_engine(self) -> Engine | None:
@@ -87,7 +87,7 @@ def configure(
     include_params: bool = False,
     redact_identity: bool = False,
     track_statements: int = 64,
-    track_writes: int = 10_000,
+    track_writes: int = 4096,
     duplicates: TwinFinder | None = None,
     install: bool = True,
 ) -> Config:
@@ -164,10 +164,11 @@ def configure(
     )
     with _lock:
         _config = new
-    if install:
-        from sa_explain.tracking import install as _install
+    from sa_explain import tracking
 
-        _install()
+    tracking.resize_write_log(new.track_writes)
+    if install:
+        tracking.install()
     return new
 
 
@@ -184,3 +185,6 @@ def reset() -> None:
     global _config
     with _lock:
         _config = Config()
+    from sa_explain import tracking
+
+    tracking.resize_write_log(_config.track_writes)

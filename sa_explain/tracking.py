@@ -7,9 +7,9 @@ primary" is to have noted it as it happened. Three cheap listeners do that:
 * ``after_cursor_execute`` and ``commit`` on every Engine append a tuple to a small ring
   per thread / asyncio task (a :class:`~contextvars.ContextVar`): no parsing, no copying,
   the SQL string is the one SQLAlchemy already cached.
-* ``after_insert`` / ``after_update`` / ``after_delete`` on every mapper note the identity
-  and the engine in a bounded LRU *write log*, marked committed by the Session's
-  ``after_commit``. This one is process-wide, so a write by another thread (the racing
+* ``after_insert`` / ``after_update`` / ``after_delete`` on every mapper append the
+  identity and the engine to a bounded, append-only *write log*; the Session's
+  ``after_commit`` / ``after_rollback`` append a marker. This one is process-wide, so a write by another thread (the racing
   twin) is visible too.
 * ``engine_connect`` asks the database, once per DBAPI connection, whether it is a
   primary, a replica or a proxy (see :mod:`sa_explain.backends`), unless ``configure()``
@@ -21,11 +21,12 @@ a per-engine info object holding a weak reference, identities are copied tuples.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
 import weakref
-from collections import OrderedDict, deque
+from collections import deque
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -46,9 +47,6 @@ _DETECTED_KEY = "sa_explain.detected"
 _lock = threading.Lock()
 _installed = False
 _ring: ContextVar[deque[tuple[Any, ...]] | None] = ContextVar("sa_explain_statements", default=None)
-_writes: OrderedDict[tuple[str, tuple[Any, ...]], list[WriteRecord]] = OrderedDict()
-_pending: OrderedDict[int, deque[WriteRecord]] = OrderedDict()
-_MAX_PENDING_SESSIONS = 1000
 _engine_seq = 0
 
 
@@ -230,6 +228,17 @@ def clear_statements() -> None:
 
 
 # --------------------------------------------------------------------------- write log
+#
+# The hot path only appends a plain tuple to a bounded deque (atomic under the GIL, no
+# lock, no dict): per flushed row ``(verb, at, wall, info, thread, operation_id,
+# session_key, class, pk, old_pk)``, per commit/rollback ``(COMMIT|ROLLBACK,
+# session_key, at)``. Records are assembled only at explain time, by scanning the log
+# from the newest entry — the commit marker that follows a write says it was committed.
+
+_COMMIT = "COMMIT"
+_ROLLBACK = "ROLLBACK"
+_KEYS_ATTR = "_sa_explain_keys"
+_log: deque[tuple[Any, ...]] = deque(maxlen=get_config().track_writes)
 
 
 @dataclass(slots=True)
@@ -246,86 +255,44 @@ class WriteRecord:
     committed_at: float | None = None
     rolled_back: bool = False
     new_identity: tuple[Any, ...] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _identity_of(mapper: Any, target: Any) -> tuple[str, tuple[Any, ...], Any] | None:
-    from sqlalchemy.orm import attributes
-
-    state = attributes.instance_state(target)
-    dict_ = state.dict
-    props = mapper._columntoproperty
-    pk = tuple(dict_.get(props[col].key) for col in mapper.primary_key)
-    return _safe.qualname(mapper.base_mapper.class_), pk, state
+def _mapper_keys(mapper: Any) -> tuple[str, tuple[str, ...]]:
+    """(base class name, primary-key attribute keys), cached on the mapper."""
+    keys: tuple[str, tuple[str, ...]] | None = mapper.__dict__.get(_KEYS_ATTR)
+    if keys is None:
+        props = mapper._columntoproperty
+        keys = (
+            _safe.qualname(mapper.base_mapper.class_),
+            tuple(props[col].key for col in mapper.primary_key),
+        )
+        setattr(mapper, _KEYS_ATTR, keys)
+    return keys
 
 
 def _record_write(verb: str, mapper: Any, connection: Any, target: Any) -> None:
     try:
-        limit = get_config().track_writes
-        if limit <= 0:
+        log = _log
+        if not log.maxlen:
             return
-        found = _identity_of(mapper, target)
-        if found is None:
-            return
-        cls, pk, state = found
+        cls, pk_keys = mapper.__dict__.get(_KEYS_ATTR) or _mapper_keys(mapper)
+        state = target._sa_instance_state
+        dict_ = state.dict
+        pk = tuple([dict_.get(k) for k in pk_keys])
+        old = None
+        if verb == "UPDATE":
+            committed = state.committed_state
+            if committed and any(k in committed for k in pk_keys):
+                old = tuple([committed.get(k, dict_.get(k)) for k in pk_keys])
         op = _current_operation.get()
-        session_key = state.session_id
         engine = connection.engine
         info = engine.__dict__.get(_ATTR) or engine_info(engine)
-        record = WriteRecord(
-            verb=verb,
-            at=time.perf_counter(),
-            wall=time.time(),
-            info=info,
-            thread=threading.get_ident(),
-            operation_id=op.get("id") if op else None,
-            session_key=session_key,
+        log.append(
+            (verb, time.perf_counter(), time.time(), info, threading.get_ident(),
+             op.get("id") if op else None, state.session_id, cls, pk, old)
         )
-        keys = [(cls, pk)]
-        if verb == "UPDATE":
-            old = _old_pk(mapper, state)
-            if old is not None and old != pk:
-                record.new_identity = pk
-                keys = [(cls, old), (cls, pk)]
-        with _lock:
-            for key in keys:
-                history = _writes.get(key)
-                if history is None:
-                    history = _writes[key] = []
-                else:
-                    _writes.move_to_end(key)
-                history.append(record)
-                if len(history) > 4:
-                    del history[0]
-            while len(_writes) > limit:
-                _writes.popitem(last=False)
-            if session_key is not None:
-                pend = _pending.get(session_key)
-                if pend is None or pend.maxlen != limit:
-                    # bounded per session too: one long transaction must not grow without limit
-                    pend = _pending[session_key] = deque(pend or (), maxlen=limit)
-                    while len(_pending) > _MAX_PENDING_SESSIONS:
-                        _pending.popitem(last=False)
-                pend.append(record)
     except Exception:  # a tracking failure must never break the user's flush
         return
-
-
-def _old_pk(mapper: Any, state: Any) -> tuple[Any, ...] | None:
-    committed = state.committed_state
-    if not committed:
-        return None
-    props = mapper._columntoproperty
-    values = []
-    changed = False
-    for col in mapper.primary_key:
-        key = props[col].key
-        if key in committed:
-            changed = True
-            values.append(committed[key])
-        else:
-            values.append(state.dict.get(key))
-    return tuple(values) if changed else None
 
 
 def _after_insert(mapper: Any, connection: Any, target: Any) -> None:
@@ -341,37 +308,60 @@ def _after_delete(mapper: Any, connection: Any, target: Any) -> None:
 
 
 def _after_commit(session: Any) -> None:
-    try:
-        with _lock:
-            pend = _pending.pop(session.hash_key, None)
-        if pend:
-            now = time.perf_counter()
-            for record in pend:
-                record.committed_at = now
-    except Exception:
-        return
+    with contextlib.suppress(Exception):
+        _log.append((_COMMIT, session.hash_key, time.perf_counter()))
 
 
 def _after_rollback(session: Any) -> None:
-    try:
-        with _lock:
-            pend = _pending.pop(session.hash_key, None)
-        for record in pend or ():
-            record.rolled_back = True
-    except Exception:
-        return
+    with contextlib.suppress(Exception):
+        _log.append((_ROLLBACK, session.hash_key, time.perf_counter()))
 
 
-def writes_for(class_qualname: str, identity: tuple[Any, ...]) -> list[WriteRecord]:
-    """The last writes of one identity in this process (newest last)."""
-    with _lock:
-        return list(_writes.get((class_qualname, identity), ()))
+def resize_write_log(size: int) -> None:
+    """Apply ``configure(track_writes=…)``: keep the newest entries that still fit."""
+    global _log
+    if _log.maxlen != size:
+        _log = deque(list(_log)[-size:] if size else (), maxlen=size)
+
+
+def writes_for(class_qualname: str, identity: tuple[Any, ...], limit: int = 8) -> list[WriteRecord]:
+    """The last writes of one identity in this process, oldest first.
+
+    A write whose primary key changed is listed under both keys, with
+    ``new_identity`` set. Scans the log once from the newest entry.
+    """
+    markers: dict[Any, tuple[str, float]] = {}
+    found: list[WriteRecord] = []
+    for entry in reversed(list(_log)):
+        kind = entry[0]
+        if kind is _COMMIT or kind is _ROLLBACK:
+            markers[entry[1]] = (kind, entry[2])  # the oldest marker newer than what follows
+            continue
+        verb, at, wall, info, thread, op_id, session_key, cls, pk, old = entry
+        if cls != class_qualname or (pk != identity and old != identity):
+            continue
+        marker = markers.get(session_key)
+        found.append(
+            WriteRecord(
+                verb=verb, at=at, wall=wall, info=info, thread=thread, operation_id=op_id,
+                session_key=session_key,
+                committed_at=marker[1] if marker and marker[0] is _COMMIT else None,
+                rolled_back=bool(marker and marker[0] is _ROLLBACK),
+                new_identity=pk if old is not None and old != pk else None,
+            )
+        )
+        if len(found) >= limit:
+            break
+    found.reverse()
+    return found
+
+
+def write_log_size() -> int:
+    return len(_log)
 
 
 def clear_writes() -> None:
-    with _lock:
-        _writes.clear()
-        _pending.clear()
+    _log.clear()
 
 
 # --------------------------------------------------------------------------- roles

@@ -128,7 +128,7 @@ def test_memory_is_bounded_and_holds_no_sessions(pair: tuple[sa.engine.Engine, s
     gc.collect()
     assert all(r() is None for r in refs)
     assert len(tracking.recent_statements()) <= 16
-    assert len(tracking._writes) <= 50
+    assert tracking.write_log_size() <= 50
 
 
 def test_pk_change_is_primary_key_changed(pair: tuple[sa.engine.Engine, sa.engine.Engine]) -> None:
