@@ -167,8 +167,8 @@ def configure(
     from sa_explain import tracking
 
     tracking.resize_write_log(new.track_writes)
-    if install:
-        tracking.install()
+    if install or tracking.installed():
+        tracking.install()  # also matches the write-log listeners to track_writes
     return new
 
 
@@ -188,3 +188,5 @@ def reset() -> None:
     from sa_explain import tracking
 
     tracking.resize_write_log(_config.track_writes)
+    if tracking.installed():
+        tracking.install()

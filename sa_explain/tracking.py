@@ -11,9 +11,9 @@ primary" is to have noted it as it happened. Three cheap listeners do that:
   identity and the engine to a bounded, append-only *write log*; the Session's
   ``after_commit`` / ``after_rollback`` append a marker. This one is process-wide, so a write by another thread (the racing
   twin) is visible too.
-* ``engine_connect`` asks the database, once per DBAPI connection, whether it is a
-  primary, a replica or a proxy (see :mod:`sa_explain.backends`), unless ``configure()``
-  already said.
+* the pool's ``connect`` asks the database, once per new DBAPI connection, whether it
+  is a primary, a replica or a proxy (see :mod:`sa_explain.backends`); a role given to
+  ``configure()`` still wins.
 
 Nothing here holds a session, connection or user object: engines are referenced through
 a per-engine info object holding a weak reference, identities are copied tuples.
@@ -21,14 +21,13 @@ a per-engine info object holding a weak reference, identities are copied tuples.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import threading
 import time
 import weakref
 from collections import deque
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sa_explain.config as _config_module
@@ -47,6 +46,9 @@ _DETECTED_KEY = "sa_explain.detected"
 _lock = threading.Lock()
 _installed = False
 _ring: ContextVar[deque[tuple[Any, ...]] | None] = ContextVar("sa_explain_statements", default=None)
+_ring_get = _ring.get
+_perf_counter = time.perf_counter
+_get_ident = threading.get_ident
 _engine_seq = 0
 
 
@@ -56,19 +58,26 @@ _engine_seq = 0
 class EngineInfo:
     """Per-engine bookkeeping, stored on the engine itself (no global registry to leak)."""
 
-    __slots__ = ("__weakref__", "detected", "engine_ref", "label", "per_connection", "seq")
+    __slots__ = ("__weakref__", "engine_ref", "label", "per_connection", "seq")
 
     def __init__(self, engine: Engine) -> None:
         global _engine_seq
         _engine_seq += 1
         self.seq = _engine_seq
         self.engine_ref: weakref.ref[Engine] = weakref.ref(engine)
-        self.detected: Detected | None = None
-        self.per_connection = False
+        # Read once: statements on a proxy record their connection's backend.
+        self.per_connection = bool(getattr(engine.pool, _POOL_PROXY, False))
         self.label = _default_label(engine)
 
     def engine(self) -> Engine | None:
         return self.engine_ref()
+
+    @property
+    def detected(self) -> Detected | None:
+        """What the newest connection of this engine's pool said it was."""
+        engine = self.engine_ref()
+        detected: Detected | None = getattr(engine.pool, _POOL_DETECTED, None) if engine is not None else None
+        return detected
 
 
 def _default_label(engine: Engine) -> str:
@@ -148,33 +157,42 @@ def bind_info(engine: Any, connection_detected: Detected | None = None) -> BindI
 
 
 def _after_cursor_execute(conn: Any, cursor: Any, statement: Any, parameters: Any, context: Any, executemany: bool) -> None:
-    ring = _ring.get()
-    size = _config_module._config.track_statements
-    if ring is None or ring.maxlen != size:
-        ring = deque(ring or (), maxlen=size)
-        _ring.set(ring)
+    # The hot path: runs for every statement of every engine. Keep it to attribute
+    # reads and one deque append (measured in benchmarks/profile_tracking.py).
+    ring = _ring_get()
+    if ring is None or ring.maxlen != _config_module._config.track_statements:
+        ring = _new_ring(ring)
     try:
         rowcount = cursor.rowcount
     except Exception:
         rowcount = None
     engine = conn.engine
-    info = engine.__dict__.get(_ATTR) or engine_info(engine)
-    detected = None
+    info = getattr(engine, _ATTR, None) or engine_info(engine)
     if info is not None and info.per_connection:
-        try:
-            detected = conn.connection.info.get(_DETECTED_KEY)
-        except Exception:
-            detected = None
-    ring.append((time.perf_counter(), info, statement, rowcount, executemany, detected))
+        ring.append((_perf_counter(), info, statement, rowcount, executemany, _connection_detected(conn)))
+    else:
+        ring.append((_perf_counter(), info, statement, rowcount, executemany, None))
+
+
+def _new_ring(old: deque[tuple[Any, ...]] | None) -> deque[tuple[Any, ...]]:
+    ring = deque(old or (), maxlen=_config_module._config.track_statements)
+    _ring.set(ring)
+    return ring
+
+
+def _connection_detected(conn: Any) -> Detected | None:
+    try:
+        detected: Detected | None = conn.connection.info.get(_DETECTED_KEY)
+        return detected
+    except Exception:
+        return None
 
 
 def _on_commit(conn: Any) -> None:
-    ring = _ring.get()
-    if ring is None:
-        return
-    engine = conn.engine
-    info = engine.__dict__.get(_ATTR) or engine_info(engine)
-    ring.append((time.perf_counter(), info, "COMMIT", None, False, None))
+    ring = _ring_get()
+    if ring is not None:
+        engine = conn.engine
+        ring.append((_perf_counter(), getattr(engine, _ATTR, None) or engine_info(engine), "COMMIT", None, False, None))
 
 
 _VERB = re.compile(r"^\s*(?:/\*.*?\*/\s*)*(\w+)", re.S)
@@ -230,7 +248,7 @@ def clear_statements() -> None:
 # --------------------------------------------------------------------------- write log
 #
 # The hot path only appends a plain tuple to a bounded deque (atomic under the GIL, no
-# lock, no dict): per flushed row ``(verb, at, wall, info, thread, operation_id,
+# lock, no dict): per flushed row ``(verb, at, info, thread, operation_id,
 # session_key, class, pk, old_pk)``, per commit/rollback ``(COMMIT|ROLLBACK,
 # session_key, at)``. Records are assembled only at explain time, by scanning the log
 # from the newest entry — the commit marker that follows a write says it was committed.
@@ -270,15 +288,15 @@ def _mapper_keys(mapper: Any) -> tuple[str, tuple[str, ...]]:
     return keys
 
 
-def _record_write(verb: str, mapper: Any, connection: Any, target: Any) -> None:
+def _record_write(verb: str, mapper: Any, connection: Any, state: Any) -> None:
+    # Registered with raw=True: ``state`` is the InstanceState, no wrapper call.
     try:
         log = _log
         if not log.maxlen:
             return
         cls, pk_keys = mapper.__dict__.get(_KEYS_ATTR) or _mapper_keys(mapper)
-        state = target._sa_instance_state
         dict_ = state.dict
-        pk = tuple([dict_.get(k) for k in pk_keys])
+        pk = (dict_.get(pk_keys[0]),) if len(pk_keys) == 1 else tuple([dict_.get(k) for k in pk_keys])
         old = None
         if verb == "UPDATE":
             committed = state.committed_state
@@ -288,33 +306,41 @@ def _record_write(verb: str, mapper: Any, connection: Any, target: Any) -> None:
         engine = connection.engine
         info = engine.__dict__.get(_ATTR) or engine_info(engine)
         log.append(
-            (verb, time.perf_counter(), time.time(), info, threading.get_ident(),
-             op.get("id") if op else None, state.session_id, cls, pk, old)
+            (verb, _perf_counter(), info, _get_ident(), op.get("id") if op else None, state.session_id, cls, pk, old)
         )
     except Exception:  # a tracking failure must never break the user's flush
         return
 
 
-def _after_insert(mapper: Any, connection: Any, target: Any) -> None:
-    _record_write("INSERT", mapper, connection, target)
+def _after_insert(mapper: Any, connection: Any, state: Any) -> None:
+    _record_write("INSERT", mapper, connection, state)
 
 
-def _after_update(mapper: Any, connection: Any, target: Any) -> None:
-    _record_write("UPDATE", mapper, connection, target)
+def _after_update(mapper: Any, connection: Any, state: Any) -> None:
+    _record_write("UPDATE", mapper, connection, state)
 
 
-def _after_delete(mapper: Any, connection: Any, target: Any) -> None:
-    _record_write("DELETE", mapper, connection, target)
+def _after_delete(mapper: Any, connection: Any, state: Any) -> None:
+    _record_write("DELETE", mapper, connection, state)
+
+
+def wall_of(at: float) -> float:
+    """``time.time()`` of a ``perf_counter()`` reading (the hot path stores only the latter)."""
+    return time.time() - (time.perf_counter() - at)
 
 
 def _after_commit(session: Any) -> None:
-    with contextlib.suppress(Exception):
-        _log.append((_COMMIT, session.hash_key, time.perf_counter()))
+    try:  # not contextlib.suppress: this runs on every commit, and try is free
+        _log.append((_COMMIT, session.hash_key, _perf_counter()))
+    except Exception:
+        return
 
 
 def _after_rollback(session: Any) -> None:
-    with contextlib.suppress(Exception):
-        _log.append((_ROLLBACK, session.hash_key, time.perf_counter()))
+    try:
+        _log.append((_ROLLBACK, session.hash_key, _perf_counter()))
+    except Exception:
+        return
 
 
 def resize_write_log(size: int) -> None:
@@ -337,13 +363,13 @@ def writes_for(class_qualname: str, identity: tuple[Any, ...], limit: int = 8) -
         if kind is _COMMIT or kind is _ROLLBACK:
             markers[entry[1]] = (kind, entry[2])  # the oldest marker newer than what follows
             continue
-        verb, at, wall, info, thread, op_id, session_key, cls, pk, old = entry
+        verb, at, info, thread, op_id, session_key, cls, pk, old = entry
         if cls != class_qualname or (pk != identity and old != identity):
             continue
         marker = markers.get(session_key)
         found.append(
             WriteRecord(
-                verb=verb, at=at, wall=wall, info=info, thread=thread, operation_id=op_id,
+                verb=verb, at=at, wall=wall_of(at), info=info, thread=thread, operation_id=op_id,
                 session_key=session_key,
                 committed_at=marker[1] if marker and marker[0] is _COMMIT else None,
                 rolled_back=bool(marker and marker[0] is _ROLLBACK),
@@ -367,71 +393,81 @@ def clear_writes() -> None:
 # --------------------------------------------------------------------------- roles
 
 
-def _detect(conn: Any) -> None:
+_POOL_DETECTED = "_sa_explain_detected"
+_POOL_PROXY = "_sa_explain_proxy"
+
+
+def _on_pool_connect(dbapi_connection: Any, record: Any) -> None:
+    """Once per new DBAPI connection (not per checkout): ask the server what it is.
+
+    A pool event, so a Session's checkout costs nothing: the answer is kept on the
+    connection record (per connection: which backend a proxy balanced it to) and on the
+    pool (the engine's role, read by :func:`bind_info`).
+    """
     try:
-        cfg = get_config()
-        if not cfg.detect_roles:
+        if not get_config().detect_roles:
             return
-        engine = conn.engine
-        fairy = conn.connection
-        cache = fairy.info
-        if _DETECTED_KEY in cache:
+        pool = getattr(record, "_ConnectionRecord__pool", None)
+        dialect = getattr(pool, "_dialect", None)
+        if pool is None or dialect is None:
             return
-        cache[_DETECTED_KEY] = None
-        backend = for_system(engine.dialect.name)
-        dbapi = getattr(fairy, "dbapi_connection", None) or getattr(fairy, "connection", None)
-        detected = backend.detect_role(dbapi, engine.dialect)
-        cache[_DETECTED_KEY] = detected
-        info = engine_info(engine)
-        if info is not None and detected is not None:
-            info.detected = detected
+        detected = for_system(dialect.name).detect_role(dbapi_connection, dialect)
+        record.info[_DETECTED_KEY] = detected
+        if detected is not None:
+            setattr(pool, _POOL_DETECTED, detected)
             if detected.role == "proxy":
                 # a proxy balances per client connection: statements must say which one
-                info.per_connection = True
+                setattr(pool, _POOL_PROXY, True)
     except Exception:
         return
-
-
-def _engine_connect_2x(conn: Any) -> None:
-    _detect(conn)
-
-
-def _engine_connect_14(conn: Any, branch: bool) -> None:
-    if not branch:
-        _detect(conn)
 
 
 # --------------------------------------------------------------------------- install
 
 
-def _listeners() -> list[tuple[Any, str, Any]]:
-    import sqlalchemy
+def _listeners(writes: bool) -> list[tuple[Any, str, Any, dict[str, Any]]]:
+    """The listeners for the current settings; the write log's only when it is on."""
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Mapper, Session
 
-    legacy = sqlalchemy.__version__.startswith("1.")
-    return [
-        (Engine, "after_cursor_execute", _after_cursor_execute),
-        (Engine, "commit", _on_commit),
-        (Engine, "engine_connect", _engine_connect_14 if legacy else _engine_connect_2x),
-        (Mapper, "after_insert", _after_insert),
-        (Mapper, "after_update", _after_update),
-        (Mapper, "after_delete", _after_delete),
-        (Session, "after_commit", _after_commit),
-        (Session, "after_rollback", _after_rollback),
+    out: list[tuple[Any, str, Any, dict[str, Any]]] = [
+        (Engine, "after_cursor_execute", _after_cursor_execute, {}),
+        (Engine, "commit", _on_commit, {}),
+        (Engine, "connect", _on_pool_connect, {}),  # a pool event: every engine's pool
     ]
+    if writes:
+        out += [
+            (Mapper, "after_insert", _after_insert, {"raw": True}),
+            (Mapper, "after_update", _after_update, {"raw": True}),
+            (Mapper, "after_delete", _after_delete, {"raw": True}),
+            (Session, "after_commit", _after_commit, {}),
+            (Session, "after_rollback", _after_rollback, {}),
+        ]
+    return out
+
+
+_registered: list[tuple[Any, str, Any, dict[str, Any]]] = []
 
 
 def install() -> None:
-    """Register the listeners on every Engine, Mapper and Session (idempotent)."""
+    """Register the listeners on every Engine (and, with a write log, Mapper and Session).
+
+    Idempotent; called again by ``configure()`` it adds or removes the write-log
+    listeners to match ``track_writes`` (0 removes them: no per-row cost at all).
+    """
     global _installed
     with _lock:
-        if _installed:
-            return
         from sqlalchemy import event
 
-        for target, name, fn in _listeners():
-            event.listen(target, name, fn)
+        wanted = _listeners(get_config().track_writes > 0)
+        for item in wanted:
+            if item[:3] not in [r[:3] for r in _registered]:
+                event.listen(item[0], item[1], item[2], **item[3])
+                _registered.append(item)
+        for item in list(_registered):
+            if item[:3] not in [w[:3] for w in wanted]:
+                event.remove(item[0], item[1], item[2])
+                _registered.remove(item)
         _installed = True
 
 
@@ -439,12 +475,11 @@ def uninstall() -> None:
     """Remove the listeners (benchmarks and tests compare with and without)."""
     global _installed
     with _lock:
-        if not _installed:
-            return
         from sqlalchemy import event
 
-        for target, name, fn in _listeners():
+        for target, name, fn, _kw in _registered:
             event.remove(target, name, fn)
+        _registered.clear()
         _installed = False
 
 

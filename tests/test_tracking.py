@@ -151,3 +151,14 @@ def test_pk_change_is_primary_key_changed(pair: tuple[sa.engine.Engine, sa.engin
     ex = sa_explain.explain(err)
     assert ex is not None and ex.cause == "primary_key_changed", ex.evidence
     s1.close()
+
+
+def test_track_writes_zero_removes_the_per_row_listeners() -> None:
+    from sqlalchemy import event
+    from sqlalchemy.orm import Mapper
+
+    sa_explain.configure(track_writes=0)
+    assert not event.contains(Mapper, "after_insert", tracking._after_insert)
+    assert tracking.installed()  # statements are still tracked
+    sa_explain.configure()
+    assert event.contains(Mapper, "after_insert", tracking._after_insert)
