@@ -185,9 +185,7 @@ def test_celery_runs_a_reused_task_id_twice(setup: Setup) -> None:
 def test_retries_keep_the_id_and_the_lineage(setup: Setup, published: list[dict[str, Any]]) -> None:
     tag = uuid.uuid4().hex[:6]
     trace = setup.app.tasks["sa_explain_tests.trace"]
-    with start_worker(
-        setup.app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"
-    ):
+    with start_worker(setup.app, pool="solo", perform_ping_check=False, loglevel="WARNING"):
         res = trace.apply_async((tag,), {"fail_times": 2, "child": True})
         res.get(timeout=30)
         # the child retries once; wait for its second attempt
