@@ -19,6 +19,11 @@ import sqlalchemy as sa
 from celery import Celery
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+# An in-process worker on RabbitMQ notices the stop request only when its event loop
+# wakes up, which took up to ~10 s in our runs: exactly start_worker's default
+# shutdown_timeout, so the default made those tests flaky.
+SHUTDOWN_TIMEOUT = 30.0
+
 
 @dataclass
 class Setup:

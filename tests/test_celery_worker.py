@@ -10,6 +10,7 @@ given its own earlier attempt as a twin.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -25,12 +26,13 @@ import pytest
 import sqlalchemy as sa
 from celery import signals
 from celery.contrib.testing.worker import start_worker
+from kombu import Connection
 
 import sa_explain.celery as sa_celery
 from sa_explain.config import configure
 from sa_explain.context import current_context
 from sa_explain.duplicates import Detector, RedisStore, digest
-from tests._celery_app import Setup, build
+from tests._celery_app import SHUTDOWN_TIMEOUT, Setup, build
 from tests._servers import require_url
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -82,6 +84,9 @@ def setup(broker: str) -> Iterator[Setup]:
     s.engine.dispose()
     for key in s.redis.scan_iter(match=s.prefix + "*"):
         s.redis.delete(key)
+    # leave no queue behind on RabbitMQ
+    with Connection(broker) as conn, contextlib.suppress(Exception):
+        conn.default_channel.queue_delete(s.app.conf.task_default_queue)
 
 
 @pytest.fixture
@@ -155,7 +160,12 @@ def test_racing_duplicates_name_each_other(
     seed(setup, id=1, status="pending", paid=0, version=1)
     pay = setup.app.tasks["sa_explain_tests.pay"]
     with start_worker(
-        setup.app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"
+        setup.app,
+        pool="threads",
+        concurrency=2,
+        perform_ping_check=False,
+        loglevel="WARNING",
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
     ):
         # The same submission twice; keyword order differs, the payload does not.
         first = pay.apply_async(kwargs={"order_id": 1, "amount": 10})
@@ -200,7 +210,12 @@ def test_a_retry_is_not_mistaken_for_a_duplicate(
     seed(setup, id=2, status="new", paid=0, version=1)
     ship = setup.app.tasks["sa_explain_tests.ship"]
     with start_worker(
-        setup.app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"
+        setup.app,
+        pool="threads",
+        concurrency=2,
+        perform_ping_check=False,
+        loglevel="WARNING",
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
     ):
         res = ship.delay(2)
         res.get(timeout=30, propagate=False)
