@@ -165,10 +165,8 @@ def test_each_submission_of_the_same_payload_gets_a_new_id(
 def test_celery_runs_a_reused_task_id_twice(setup: Setup) -> None:
     """A deterministic task id is not a de-duplication: both messages are executed.
 
-    Both messages are queued before the worker starts, and the worker has one slot and
-    prefetches one message, so they run one after the other. (Two requests with one id
-    *at the same time* also confuse the worker's own bookkeeping of active requests: in
-    our runs its shutdown then hung.)
+    Both messages are queued before the worker starts; the worker has one slot and
+    prefetches one message, so they run one after the other and the count is exact.
     """
     task = setup.app.tasks["sa_explain_tests.count"]
     fixed = f"order-42-charge-{uuid.uuid4().hex[:6]}"
