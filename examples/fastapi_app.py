@@ -133,6 +133,9 @@ if __name__ == "__main__" and sys.argv[1:] == ["demo"]:
     demo()
 elif __name__ != "__main__":
     app = create_app(
-        os.environ.get("DATABASE_URL", "sqlite:///fastapi_example.db"),
+        # a temp file by default: importing the module (uvicorn, tests) must not litter the cwd
+        os.environ.get(
+            "DATABASE_URL", "sqlite:///" + os.path.join(tempfile.gettempdir(), "sa_explain_fastapi_example.db")
+        ),
         redis_url=os.environ.get("REDIS_URL"),
     )

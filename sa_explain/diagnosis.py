@@ -83,15 +83,10 @@ def diagnose(ev: Evidence) -> Diagnosis:
         twin = ev.twin
         consistent = f.error == "stale_data" or d.primary_row != "present" or ev.bind is None or ev.bind.role not in ("replica", "proxy")
         if consistent:
-            delta = twin.get("delta_ms")
-            when = f" {delta:.0f} ms earlier" if isinstance(delta, int | float) else ""
-            outcome = twin.get("outcome") or "unknown outcome"
             d.verdict(
                 "duplicate_submission",
                 0.9 if d.primary_row != "unknown" or f.error == "stale_data" else 0.8,
-                f"Another {twin.get('kind') or 'operation'} with the same payload "
-                f"({_safe.text(twin.get('name'), 80)} id {_safe.text(twin.get('id'), 80)}) ran{when} "
-                f"({outcome}) and changed this row first.",
+                _twin_sentence(twin),
             )
             return _finish(d, ev)
     if f.error == "object_deleted":
@@ -99,6 +94,24 @@ def diagnose(ev: Evidence) -> Diagnosis:
     else:
         _stale_data(ev, d)
     return _finish(d, ev)
+
+
+_KIND = {"celery": "Celery task", "request": "request", "operation": "operation"}
+
+
+def _twin_sentence(twin: dict[str, Any]) -> str:
+    delta = twin.get("delta_ms")
+    ms = f"{delta:.0f} ms" if isinstance(delta, int | float) else "shortly"
+    name = f"{_safe.text(twin.get('name'), 80)} id {_safe.text(twin.get('id'), 80)}"
+    if twin.get("same_id"):
+        who = f"Another delivery of the same task id ({name})"
+    else:
+        kind = _KIND.get(str(twin.get("kind")), "operation")
+        who = f"Another {kind} with the same payload ({name})"
+    if twin.get("outcome") == "running":
+        return f"{who} started {ms} earlier, was still running, and changed this row first."
+    outcome = twin.get("outcome") or "unknown outcome"
+    return f"{who} ran {ms} earlier ({outcome}) and changed this row first."
 
 
 def _finish(d: Diagnosis, ev: Evidence) -> Diagnosis:

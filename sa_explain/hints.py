@@ -90,9 +90,9 @@ CATALOGUE: dict[str, Hint] = {
         _h(
             "task_dedup",
             "De-duplicate tasks with the same payload",
-            "Two tasks with the same arguments and different ids raced on one row. Give the task a "
-            "deterministic id or a lock keyed by the payload digest (with expiry), or make the task "
-            "idempotent; retries keep their task id and are not duplicates.",
+            "Two tasks with the same arguments raced on one row. A deterministic task id alone does "
+            "not de-duplicate (Celery runs both messages); take a lock keyed by the payload digest "
+            "(with expiry) or make the task idempotent. Retries keep their task id and are not duplicates.",
         ),
         _h(
             "client_found_rows",

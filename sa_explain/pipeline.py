@@ -33,6 +33,9 @@ def explain(
     else. ``probes`` and ``include_params`` override :func:`sa_explain.configure` for this
     call. Never raises; blocks at most ``probe_timeout`` (plus a few milliseconds).
     """
+    cached = _already_explained(exc) if probes is None and include_params is None else None
+    if cached is not None:
+        return cached
     try:
         facts = find(exc)
     except Exception:
@@ -48,6 +51,20 @@ def explain(
         return _build(facts, cfg, probes, include_params, context)
     except Exception as err:  # a later stage failed: still report what the facts say
         return _minimal(facts, cfg, err)
+
+
+def _already_explained(exc: BaseException | None) -> Explanation | None:
+    """An explanation attached while the frames were alive (Celery's task_failure hook).
+
+    Celery logs the failure at ERROR right after its signal, and by then it may have
+    cleared the frames: reuse the first, better explanation instead of a second,
+    message-only one (and a second probe).
+    """
+    try:
+        found = getattr(exc, "__sa_explain__", None)
+    except Exception:
+        return None
+    return found if isinstance(found, Explanation) else None
 
 
 def _build(

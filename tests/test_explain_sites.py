@@ -396,3 +396,14 @@ def test_hostile_exception(engine: sa.engine.Engine) -> None:
     ex = sa_explain.explain(Evil())
     assert ex is not None and ex.error == "stale_data"
     assert sa_explain.explain("not an exception") is None  # type: ignore[arg-type]
+
+
+def test_an_attached_explanation_is_reused(engine: sa.engine.Engine) -> None:
+    # Celery's task_failure hook attaches the explanation made while the frames were
+    # alive; Celery's own ERROR log (through ExplainFilter) must not explain it again.
+    s1, stale = _stale(engine)
+    first = sa_explain.explain(stale)
+    stale.__sa_explain__ = first  # type: ignore[attr-defined]
+    assert sa_explain.explain(stale) is first
+    assert sa_explain.explain(stale, probes=False) is not first  # explicit options recompute
+    s1.close()
