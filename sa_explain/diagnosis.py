@@ -15,7 +15,7 @@ from typing import Any
 
 from sa_explain import _safe
 from sa_explain.evidence import Evidence
-from sa_explain.tracking import Statement, WriteRecord
+from sa_explain.tracking import Statement, WriteRecord, bind_info, engine_info
 
 _HINTS: dict[str, tuple[str, ...]] = {
     "replica_lag": ("read_your_writes", "expire_on_commit_false", "identity_not_attributes", "wait_for_replica"),
@@ -63,8 +63,6 @@ def _between(a: float, b: float) -> str:
 
 
 def _bind_label(stmt: Statement | None, ev: Evidence) -> str:
-    from sa_explain.tracking import bind_info
-
     if stmt is not None and stmt.info is not None:
         engine = stmt.info.engine()
         if engine is not None:
@@ -206,8 +204,6 @@ def _other_writer(ev: Evidence, verbs: tuple[str, ...]) -> WriteRecord | None:
 
 
 def _write_sentence(ev: Evidence, w: WriteRecord, what: str) -> str:
-    from sa_explain.tracking import bind_info
-
     engine = w.info.engine() if w.info is not None else None
     bind = f" on '{bind_info(engine).name}'" if engine is not None else ""
     same_thread = w.thread == threading.get_ident()
@@ -297,8 +293,6 @@ def _stale_data(ev: Evidence, d: Diagnosis) -> None:
         d.evidence.append(counts)
     detected = None
     if f.engine is not None:
-        from sa_explain.tracking import engine_info
-
         info = engine_info(f.engine)
         detected = info.detected if info is not None else None
     if isinstance(got, int) and got < 0:
@@ -396,8 +390,6 @@ def _stale_data(ev: Evidence, d: Diagnosis) -> None:
 
 
 def _role_of(engine: Any) -> str:
-    from sa_explain.tracking import bind_info
-
     try:
         return bind_info(engine).role
     except Exception:

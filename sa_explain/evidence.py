@@ -55,7 +55,7 @@ def _same_table(stmt_table: str | None, facts: Facts) -> bool:
 
 def gather(facts: Facts, cfg: Config, *, probe: bool, context: dict[str, Any] | None = None) -> Evidence:
     ev = Evidence(facts=facts, now=time.perf_counter(), redact=cfg.redact_identity)
-    _statements(ev)
+    _statements(ev, cfg)
     _bind(ev, cfg)
     _writes(ev)
     ev.context = context if context is not None else _context()
@@ -67,7 +67,7 @@ def gather(facts: Facts, cfg: Config, *, probe: bool, context: dict[str, Any] | 
     return ev
 
 
-def _statements(ev: Evidence) -> None:
+def _statements(ev: Evidence, cfg: Config) -> None:
     facts = ev.facts
     try:
         recent = tracking.recent_statements()
@@ -76,7 +76,7 @@ def _statements(ev: Evidence) -> None:
     # Only statements on engines that belong to this error: the failing engine, the
     # session's, and the configured ones. The same table name in another database
     # (a tenant, a shard, another test) is not evidence.
-    known = {id(e) for e in (facts.engine, *facts.session_engines, *_configured_engines()) if e is not None}
+    known = {id(e) for e in (facts.engine, *facts.session_engines, *_configured_engines(cfg)) if e is not None}
 
     def ours(s: tracking.Statement) -> bool:
         engine = s.info.engine() if s.info is not None else None
@@ -103,10 +103,7 @@ def _statements(ev: Evidence) -> None:
             break
 
 
-def _configured_engines() -> list[Any]:
-    from sa_explain.config import get_config
-
-    cfg = get_config()
+def _configured_engines(cfg: Config) -> list[Any]:
     refs = [cfg.primary, *cfg.replicas, *cfg.proxies]
     return [e for e in (r() for r in refs if r is not None) if e is not None]
 
